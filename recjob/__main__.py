@@ -1,0 +1,5 @@
+import sys
+
+from recjob.cli import main
+
+sys.exit(main())

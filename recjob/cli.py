@@ -1,0 +1,123 @@
+"""The ``recjob`` command: generate data, run the pipeline or one stage, show recommendations."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+
+from recjob import config as C
+from recjob.stages import ORDER
+
+log = logging.getLogger("recjob")
+
+
+def _ds(value: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ds {value!r} is not a date YYYY-MM-DD") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", help="YAML config file (default: built-in defaults, as conf/local.yaml)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.factors=64 (repeatable)")
+    with_ds = argparse.ArgumentParser(add_help=False, parents=[common])
+    with_ds.add_argument("--ds", required=True, type=_ds, help="run date YYYY-MM-DD (the partition written)")
+
+    p = argparse.ArgumentParser(prog="recjob", description="Batch recommendations on Spark: "
+                                "ingest -> sample -> ids -> shards -> train -> score -> publish")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", parents=[common], help="write synthetic Amazon-format reviews and metadata")
+    g.add_argument("--reviews", type=int, help="number of reviews (default generate.reviews)")
+    g.add_argument("--out", help="folder (default: data_dir/raw, where input.* point by default)")
+    r = sub.add_parser("run", parents=[with_ds], help="run the stages in order")
+    r.add_argument("--from", dest="first", choices=ORDER, default=ORDER[0])
+    r.add_argument("--to", dest="last", choices=ORDER, default=ORDER[-1])
+    for name in ORDER:
+        sub.add_parser(name, parents=[with_ds], help=f"run the {name} stage alone")
+    s = sub.add_parser("show", parents=[with_ds], help="print a few users' recommendations from the warehouse")
+    s.add_argument("--users", type=int, default=3)
+    d = sub.add_parser("demo", parents=[common], help="generate data if missing, run everything, show results")
+    d.add_argument("--ds", type=_ds, default=dt.date.today().isoformat())
+    d.add_argument("--users", type=int, default=3)
+    return p
+
+
+def show(cfg: C.Config, spark, ds: str, users: int) -> str:
+    """A few users' top-N from the published table, as text (read back by table name)."""
+    from pyspark.sql import functions as F
+
+    table = cfg.table("recommendations")
+    recs = spark.table(table).where(F.col("ds") == ds)
+    picked = recs.select("reviewerID").distinct().orderBy("reviewerID").limit(users)
+    rows = recs.join(picked, "reviewerID").orderBy("reviewerID", "rank").collect()
+    total = recs.count()
+    n_users = recs.select("reviewerID").distinct().count()
+    lines = [f"{table} ds={ds}: {total} rows for {n_users} users. First {users} users:"]
+    current = None
+    for row in rows:
+        if row["reviewerID"] != current:
+            current = row["reviewerID"]
+            lines.append(f"\n  user {current}")
+        lines.append(f"    {row['rank']:>2}. {row['asin']}  {row['score']:.2f}  {row['title'] or '(no title)'}")
+    lines.append(f"\nQuery it: SELECT * FROM {table} WHERE ds = '{ds}' ORDER BY reviewerID, rank")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for noisy in ("petastorm", "py4j"):  # per-reader metadata chatter; recjob logs what it reads
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = C.load(args.conf, args.set)
+        if args.command == "generate":
+            from recjob import datagen
+
+            out = args.out or os.path.dirname(cfg.path(cfg.input.reviews))
+            g = cfg.generate
+            datagen.generate(out, args.reviews or g.reviews, g.users, g.items, g.factors, g.first_year,
+                             g.last_year, g.seed, reviews_name=os.path.basename(cfg.input.reviews),
+                             meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
+            return 0
+        from recjob import pipeline
+        from recjob import spark as session
+
+        if args.command == "demo":
+            if not os.path.exists(cfg.path(cfg.input.reviews)):
+                from recjob import datagen
+
+                g = cfg.generate
+                datagen.generate(os.path.dirname(cfg.path(cfg.input.reviews)), g.reviews, g.users, g.items,
+                                 g.factors, g.first_year, g.last_year, g.seed,
+                                 reviews_name=os.path.basename(cfg.input.reviews),
+                                 meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
+            spark = session.session(cfg)
+            pipeline.run(cfg, spark, args.ds)
+            print(show(cfg, spark, args.ds, args.users))
+            return 0
+        spark = session.session(cfg)
+        if args.command == "run":
+            pipeline.run(cfg, spark, args.ds, args.first, args.last)
+        elif args.command == "show":
+            print(show(cfg, spark, args.ds, args.users))
+        else:
+            pipeline.run_stage(args.command, cfg, spark, args.ds)
+        return 0
+    except C.ConfigError as exc:
+        print(f"recjob: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line for Airflow's task log, the traceback above it
+        log.debug("failure", exc_info=True)
+        log.exception("recjob %s failed", args.command)
+        print(f"recjob: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

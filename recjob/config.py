@@ -1,0 +1,259 @@
+"""One typed configuration object, loaded once from YAML and passed down.
+
+Every value can be overridden from the command line with ``--set section.key=value``.
+Library code never reads files or environment variables itself; it receives a ``Config``.
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import datetime as dt
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad configuration: unknown key, wrong type or an impossible value."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where the raw data is and which reader understands it."""
+
+    format: str = "amazon"  # amazon | movielens
+    reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
+    metadata: str = "raw/meta.json.gz"  # optional: empty string for none
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[*]"  # ignored when spark-submit already set a master
+    app_name: str = "recjob"
+    metastore: str = "derby"  # derby: embedded metastore under data_dir; external: hive-site / spark conf
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    start: str = "2018-01-01"  # inclusive, UTC
+    end: str = "2019-01-01"  # exclusive, UTC
+    min_user_reviews: int = 5  # k-core: every kept user has at least this many reviews ...
+    min_item_reviews: int = 5  # ... and every kept item at least this many
+    max_kcore_iterations: int = 50
+    user_fraction: float = 1.0  # deterministic user sample by hash of reviewerID
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    split: str = "random"  # random | temporal (leave-last-out per user)
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+    rows_per_file: int = 1_000_000
+    row_group_mb: int = 8
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "dot"  # dot (dot product + biases + global mean) | mlp
+    factors: int = 32
+    mlp_layers: tuple = (64, 32)
+    dropout: float = 0.2
+    l2: float = 0.15  # per-example L2 on the user and item factors (tuned on generated data, see README)
+    bias_l2: float = 0.001  # per-example L2 on the biases
+    learning_rate: float = 0.01
+    batch_size: int = 1024
+    max_epochs: int = 40
+    patience: int = 3
+    seed: int = 42
+    reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    top_n: int = 10
+    block_users: int = 1024  # users scored per matrix product inside an executor
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    reviews: int = 300_000
+    users: int = 0  # 0: derived from reviews
+    items: int = 0  # 0: derived from reviews
+    factors: int = 4
+    first_year: int = 1999
+    last_year: int = 2018
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "recjob-data"
+    database: str = "recjob"
+    input: InputConfig = field(default_factory=InputConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def path(self, relative: str) -> str:
+        """Resolve a configured path: URLs and absolute paths as given, others under data_dir."""
+        if "://" in relative or os.path.isabs(relative):
+            return relative
+        base = self.data_dir
+        if "://" in base:
+            return base.rstrip("/") + "/" + relative
+        return str(Path(base).absolute() / relative)
+
+    def ds_path(self, kind: str, ds: str) -> str:
+        """The folder of one run date's artefact of a kind (shards, models, ...)."""
+        return self.path(f"{kind}/ds={ds}")
+
+    def table(self, name: str) -> str:
+        return f"{self.database}.{name}"
+
+
+def _check(cfg: Config) -> Config:
+    s, sh, t = cfg.sample, cfg.shards, cfg.train
+    problems = []
+    for key in ("start", "end"):
+        try:
+            dt.date.fromisoformat(getattr(s, key))
+        except ValueError:
+            problems.append(f"sample.{key}={getattr(s, key)!r} is not a date YYYY-MM-DD")
+    if not problems and s.start >= s.end:
+        problems.append(f"sample.start {s.start} must be before sample.end {s.end}")
+    if not 0.0 < s.user_fraction <= 1.0:
+        problems.append(f"sample.user_fraction={s.user_fraction} must be in (0, 1]")
+    if s.min_user_reviews < 1 or s.min_item_reviews < 1:
+        problems.append("sample.min_user_reviews and sample.min_item_reviews must be >= 1")
+    if sh.split not in ("random", "temporal"):
+        problems.append(f"shards.split={sh.split!r} must be 'random' or 'temporal'")
+    if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
+        problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
+    if t.model not in ("dot", "mlp"):
+        problems.append(f"train.model={t.model!r} must be 'dot' or 'mlp'")
+    for key in ("factors", "batch_size", "max_epochs", "patience", "reader_workers"):
+        if getattr(t, key) < 1:
+            problems.append(f"train.{key} must be >= 1")
+    if t.learning_rate <= 0:
+        problems.append("train.learning_rate must be > 0")
+    if cfg.score.top_n < 1 or cfg.score.block_users < 1:
+        problems.append("score.top_n and score.block_users must be >= 1")
+    if cfg.input.format not in ("amazon", "movielens"):
+        problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
+    if cfg.spark.metastore not in ("derby", "external"):
+        problems.append(f"spark.metastore={cfg.spark.metastore!r} must be 'derby' or 'external'")
+    if not cfg.database.isidentifier():
+        problems.append(f"database={cfg.database!r} must be a plain identifier")
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return cfg
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if typ is tuple or origin is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
+    if origin is collections.abc.Mapping or typ is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if typ in (int, float, str, bool):
+        if typ is int and isinstance(value, bool) or not isinstance(value, typ):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {typ}")
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in values.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}{name}: expected a section (mapping), got {value!r}")
+            kwargs[name] = _build(typ, value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, typ, where + name)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key != "conf":
+            out[key] = _merge(out[key], value)
+        elif key == "conf" and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """Turn ``["train.factors=64", "sample.start=2017-01-01"]`` into a nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.factors=64")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if parts[0] == "spark" and len(parts) > 2 and parts[1] == "conf":
+            parts = ["spark", "conf", ".".join(parts[2:])]  # spark.conf.spark.sql.x=1
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if parts[-1] in ("start", "end") and isinstance(value, dt.date):
+            value = value.isoformat()
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _dates_to_str(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _dates_to_str(v) for k, v in node.items()}
+    if isinstance(node, (dt.date, dt.datetime)):
+        return node.isoformat()
+    return node
+
+
+def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML file (optional), apply ``key=value`` overrides, check and return the config."""
+    values: dict = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                values = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    values = _merge(_dates_to_str(values), parse_overrides(overrides))
+    return _check(_build(Config, values, ""))
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

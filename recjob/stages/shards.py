@@ -1,0 +1,104 @@
+"""shards: interactions + id maps -> parquet training shards (train / validation / test) for Petastorm.
+
+Each split is a folder of parquet files with columns (user_idx int32, item_idx int32, rating float32),
+rows in a seeded shuffled order, files of about ``rows_per_file`` rows and row groups of about
+``row_group_mb``: Petastorm reads row groups as its unit of work and shuffles them. The split statistics
+(rows, users, items, rating mean, map sizes) go to the ``shards`` table, which training reads.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from recjob import schema as S
+from recjob import warehouse
+from recjob.config import Config, ShardsConfig
+from recjob.stages import stage_timer
+
+log = logging.getLogger(__name__)
+
+_BUCKETS = 1_000_000
+
+
+def random_split(df: DataFrame, validation: float, test: float, seed: int) -> DataFrame:
+    """Assign each (user, item) row to a split by a seeded hash: the same row lands in the same split in
+    every run, whatever the partitioning."""
+    u = F.pmod(F.xxhash64(S.USER, S.ITEM, F.lit(seed)), F.lit(_BUCKETS)) / _BUCKETS
+    split = (F.when(u < test, F.lit(S.TEST))
+             .when(u < test + validation, F.lit(S.VALIDATION))
+             .otherwise(F.lit(S.TRAIN)))
+    return df.withColumn(S.SPLIT, split)
+
+
+def temporal_split(df: DataFrame) -> DataFrame:
+    """Leave-last-out per user: the latest row -> test, the one before -> validation, the rest -> train.
+    Users with fewer than 3 rows keep all their rows in train. Ties in time break on asin."""
+    w = Window.partitionBy(S.USER).orderBy(F.col(S.TIME).desc(), F.col(S.ITEM).desc())
+    n = F.count(F.lit(1)).over(Window.partitionBy(S.USER))
+    pos = F.row_number().over(w)
+    split = (F.when(n < 3, F.lit(S.TRAIN)).when(pos == 1, F.lit(S.TEST))
+             .when(pos == 2, F.lit(S.VALIDATION)).otherwise(F.lit(S.TRAIN)))
+    return df.withColumn(S.SPLIT, split)
+
+
+def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: ShardsConfig) -> DataFrame:
+    """Rows (user_idx, item_idx, rating, split, reviewerID, asin, unixReviewTime); every row maps to an index."""
+    split = (random_split(interactions, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
+             if cfg.split == "random" else temporal_split(interactions))
+    return (split.join(users.select(S.USER, S.USER_IDX), S.USER, "inner")
+            .join(items.select(S.ITEM, S.ITEM_IDX), S.ITEM, "inner")
+            .select(F.col(S.USER_IDX).cast("int"), F.col(S.ITEM_IDX).cast("int"),
+                    F.col(S.RATING).cast("float").alias("rating"), S.SPLIT, S.USER, S.ITEM, S.TIME))
+
+
+def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: int) -> int:
+    """Write one split's rows as parquet in a seeded shuffled order; return the number of files."""
+    files = max(1, math.ceil(rows / cfg.rows_per_file))
+    key = F.xxhash64(S.USER_IDX, S.ITEM_IDX, F.lit(seed + 1))
+    out = (df.select(S.USER_IDX, S.ITEM_IDX, "rating").withColumn("_k", key)
+           .repartitionByRange(files, "_k").sortWithinPartitions("_k").drop("_k"))
+    staged = path + ".tmp"
+    warehouse.delete_path(df.sparkSession, staged)
+    (out.write.option("parquet.block.size", cfg.row_group_mb * 1024 * 1024)
+     .option("compression", "snappy").parquet(staged))
+    warehouse.replace_folder(df.sparkSession, staged, path)
+    return files
+
+
+def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
+    with stage_timer("shards", ds) as report:
+        interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
+        users = warehouse.read_partition(spark, cfg.table("user_index"), ds)
+        items = warehouse.read_partition(spark, cfg.table("item_index"), ds)
+        rows = transform(interactions, users, items, cfg.shards).cache()
+        n_in, n_rows = interactions.count(), rows.count()
+        if n_rows != n_in:
+            raise RuntimeError(f"shards: {n_in - n_rows} interactions have no index; rerun ids for ds={ds}")
+        n_users, n_items = users.count(), items.count()
+        base = cfg.ds_path("shards", ds)
+        stats = []
+        for split in S.SPLITS:
+            part = rows.where(F.col(S.SPLIT) == split)
+            agg = part.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(S.USER_IDX).alias("users"),
+                           F.countDistinct(S.ITEM_IDX).alias("items"), F.avg("rating").alias("rating_mean")).first()
+            path = f"{base}/{split}"
+            files = write_split(part, path, agg["rows"], cfg.shards, cfg.shards.seed) if agg["rows"] else 0
+            if not agg["rows"]:
+                warehouse.delete_path(spark, path)
+            stats.append((split, path, int(agg["rows"]), int(agg["users"]), int(agg["items"]),
+                          float(agg["rating_mean"] or 0.0), files, n_users, n_items))
+            log.info("shards: %s: %d rows, %d users, %d items, %d files -> %s", split, agg["rows"], agg["users"],
+                     agg["items"], files, path)
+        if stats[0][2] == 0 or stats[1][2] == 0:
+            raise ValueError("shards: the train or validation split is empty; add data or change shards.* fractions")
+        table = spark.createDataFrame(stats, "split string, path string, rows long, users long, items long, "
+                                             "rating_mean double, files int, user_index_size long, item_index_size long")
+        warehouse.write_partition(table, cfg.table("shards"), ds)
+        rows.unpersist()
+        report["read"] = {cfg.table("interactions"): n_in}
+        report["wrote"] = {s[1]: s[2] for s in stats}
+    return report
+

@@ -1,0 +1,216 @@
+"""train: parquet shards -> Keras model (read through Petastorm) + exported user/item factor tables.
+
+The training loop is local to the driver (like any Keras fit) and streams the shards: Petastorm's batch
+reader yields row groups, which ``rebatch`` turns into fixed-size batches. Validation RMSE is computed
+exactly after each epoch with a fresh one-pass reader; training stops when it has not improved for
+``patience`` epochs and the best weights are kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from recjob import metrics
+from recjob import model as M
+from recjob import schema as S
+from recjob import warehouse
+from recjob.config import Config, TrainConfig
+from recjob.stages import stage_timer
+
+log = logging.getLogger(__name__)
+
+
+def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool):
+    from petastorm import make_batch_reader
+
+    return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=cfg.seed,
+                             workers_count=cfg.reader_workers, reader_pool_type="thread",
+                             schema_fields=[M.USER_IN, M.ITEM_IN, "rating"])
+
+
+def _dataset(reader, batch_size: int):
+    import tensorflow as tf
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    ds = make_petastorm_dataset(reader)
+    ds = ds.map(lambda b: ({M.USER_IN: tf.cast(b.user_idx, tf.int32), M.ITEM_IN: tf.cast(b.item_idx, tf.int32)},
+                           tf.cast(b.rating, tf.float32)))
+    return ds.rebatch(batch_size).prefetch(2)
+
+
+def evaluate_url(model, url: str, cfg: TrainConfig, batch_size: int = 16384) -> tuple[float, float, int]:
+    """Exact RMSE and MAE of ``model`` over one pass of a shard folder."""
+    sse = sae = 0.0
+    n = 0
+    with _reader(url, 1, cfg, shuffle=False) as reader:
+        for x, y in _dataset(reader, batch_size):
+            p = model(x, training=False).numpy().astype(np.float64)
+            err = p - y.numpy()
+            sse += float(np.dot(err, err))
+            sae += float(np.abs(err).sum())
+            n += len(err)
+    if n == 0:
+        raise ValueError(f"no rows in {url}")
+    return math.sqrt(sse / n), sae / n, n
+
+
+def _callback(url: str, cfg: TrainConfig):
+    import keras
+
+    class ValidateAndStop(keras.callbacks.Callback):
+        """Exact validation RMSE per epoch, early stopping on it, best weights restored at the end."""
+
+        def __init__(self):
+            super().__init__()
+            self.best, self.best_epoch, self.best_weights, self.wait, self.history = math.inf, 0, None, 0, []
+
+        def on_epoch_end(self, epoch, logs=None):
+            rmse, mae, _ = evaluate_url(self.model, url, cfg)
+            logs = logs if logs is not None else {}
+            logs["val_rmse"], logs["val_mae"] = rmse, mae
+            self.history.append({"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
+                                 "rmse": float(logs.get("rmse", float("nan"))), "val_rmse": rmse, "val_mae": mae})
+            log.info("train: epoch %d: train rmse %.4f, validation rmse %.4f mae %.4f", epoch + 1,
+                     logs.get("rmse", float("nan")), rmse, mae)
+            if rmse < self.best - 1e-5:
+                self.best, self.best_epoch, self.wait = rmse, epoch + 1, 0
+                self.best_weights = self.model.get_weights()
+            else:
+                self.wait += 1
+                if self.wait >= cfg.patience:
+                    log.info("train: no improvement for %d epochs: stopping", self.wait)
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return ValidateAndStop()
+
+
+def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: int, global_mean: float,
+        cfg: TrainConfig):
+    """Train a model on the shards at ``train_url``; return (model, callback with history and best epoch)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = M.build(n_users, n_items, cfg, global_mean)
+    steps = max(1, math.ceil(train_rows / cfg.batch_size))
+    cb = _callback(val_url, cfg)
+    with _reader(train_url, None, cfg, shuffle=True) as reader:
+        model.fit(_dataset(reader, cfg.batch_size), epochs=cfg.max_epochs, steps_per_epoch=steps,
+                  callbacks=[cb], verbose=0)
+    return model, cb
+
+
+def _write_factors(matrix: np.ndarray, bias: np.ndarray, url: str) -> None:
+    """Write (idx, bias, factors) as parquet files at ``url`` (any filesystem pyarrow knows), in chunks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(url)
+    fs.delete_dir_contents(root, missing_dir_ok=True)
+    fs.create_dir(root, recursive=True)
+    k = matrix.shape[1]
+    chunk = 500_000
+    for part, start in enumerate(range(0, len(matrix), chunk)):
+        m = np.ascontiguousarray(matrix[start:start + chunk], dtype=np.float32)
+        n = len(m)
+        values = pa.array(m.reshape(-1))
+        offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+        table = pa.table({"idx": pa.array(np.arange(start, start + n, dtype=np.int32)),
+                          "bias": pa.array(bias[start:start + n].astype(np.float32)),
+                          "factors": pa.ListArray.from_arrays(offsets, values)})
+        pq.write_table(table, f"{root}/part-{part:05d}.parquet", filesystem=fs)
+
+
+def _save_model(model, model_dir: str) -> str:
+    from pyarrow import fs as pafs
+
+    if "://" not in model_dir:
+        os.makedirs(model_dir, exist_ok=True)
+        path = os.path.join(model_dir, "model.keras")
+        model.save(path)
+        return path
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "model.keras")
+        model.save(local)
+        fs, root = pafs.FileSystem.from_uri(model_dir)
+        fs.create_dir(root, recursive=True)
+        pafs.copy_files(local, f"{root}/model.keras", destination_filesystem=fs)
+    return model_dir.rstrip("/") + "/model.keras"
+
+
+def _write_text(url: str, text: str) -> None:
+    from pyarrow import fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(warehouse.file_url(url))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode("utf-8"))
+
+
+def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
+    with stage_timer("train", ds) as report:
+        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
+        tr, va = stats[S.TRAIN], stats[S.VALIDATION]
+        n_users, n_items = int(tr["user_index_size"]), int(tr["item_index_size"])
+        mean = float(tr["rating_mean"])
+        t = cfg.train
+        log.info("train: %s model, %d factors, %d users x %d items, %d train / %d validation rows, mean %.4f",
+                 t.model, t.factors, n_users, n_items, tr["rows"], va["rows"], mean)
+        t0 = time.monotonic()
+        model, cb = fit(warehouse.file_url(tr["path"]), warehouse.file_url(va["path"]), int(tr["rows"]),
+                        n_users, n_items, mean, t)
+        fit_seconds = time.monotonic() - t0
+        result = {"model": t.model, "epochs": len(cb.history), "best_epoch": cb.best_epoch,
+                  "val_rmse": cb.best, "fit_seconds": round(fit_seconds, 1),
+                  "train_rows_per_second": round(len(cb.history) * tr["rows"] / max(fit_seconds, 1e-9))}
+        if stats[S.TEST]["rows"]:
+            rmse, mae, _ = evaluate_url(model, warehouse.file_url(stats[S.TEST]["path"]), t)
+            result.update(test_rmse=rmse, test_mae=mae)
+        # Baselines on the same split, for the record (the evaluate stage compares more).
+        train_df = spark.read.parquet(tr["path"])
+        for split in (S.VALIDATION, S.TEST):
+            if stats[split]["rows"]:
+                base = metrics.baseline_errors(train_df, spark.read.parquet(stats[split]["path"]))
+                result[f"{split}_baselines"] = base
+        vb = result[f"{S.VALIDATION}_baselines"]
+        log.info("train: validation rmse %.4f (best epoch %d of %d); global mean %.4f, bias-only %.4f",
+                 cb.best, cb.best_epoch, len(cb.history), vb["global_mean_rmse"], vb["bias_rmse"])
+
+        model_dir = cfg.ds_path("models", ds)
+        model_path = _save_model(model, model_dir)
+        _write_text(f"{model_dir}/history.json", json.dumps({"config": t.__dict__, "result": result,
+                                                             "history": cb.history}, indent=2, default=str))
+        f = M.factors(model)
+        wrote = {}
+        for side, idx_col, id_col, index_table, matrix, bias in (
+                ("user", S.USER_IDX, S.USER, "user_index", f["user"], f["user_bias"]),
+                ("item", S.ITEM_IDX, S.ITEM, "item_index", f["item"], f["item_bias"])):
+            url = warehouse.file_url(f"{model_dir}/{side}_factors")
+            _write_factors(matrix, bias, url)
+            trained = train_df.select(F.col(idx_col).alias("idx")).distinct()  # only ids the model saw
+            ids = warehouse.read_partition(spark, cfg.table(index_table), ds).select(F.col(idx_col).alias("idx"), id_col)
+            table = (spark.read.parquet(url).join(trained, "idx").join(ids, "idx")
+                     .select(F.col("idx").alias(idx_col), id_col, "bias", "factors"))
+            wrote[cfg.table(f"{side}_factors")] = warehouse.write_partition(table, cfg.table(f"{side}_factors"), ds)
+        runs = spark.createDataFrame([(t.model, json.dumps(t.__dict__, default=str), model_path,
+                                       json.dumps(result, default=str))],
+                                     "model string, params string, model_path string, result string")
+        warehouse.write_partition(runs, cfg.table("training_runs"), ds)
+        report["read"] = {s: stats[s]["rows"] for s in S.SPLITS}
+        report["result"] = {k: v for k, v in result.items() if not k.endswith("_baselines")}
+        report["wrote"] = {**wrote, "model": model_path}
+    return report

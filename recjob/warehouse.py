@@ -1,0 +1,102 @@
+"""Table I/O: every stage writes one ds partition of a catalog table, with overwrite, and reads by ds."""
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recjob.schema import DS
+
+log = logging.getLogger(__name__)
+
+
+class MissingInputError(RuntimeError):
+    """A stage's input (table partition or file) does not exist for this run date."""
+
+
+def table_exists(spark: SparkSession, table: str) -> bool:
+    return spark.catalog.tableExists(table)
+
+
+def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[str, ...] = ()) -> int:
+    """Replace the ``ds`` partition of ``table`` with ``df`` (other partitions are kept); return rows written.
+
+    The table is created on first write (parquet, partitioned by ds). Columns are matched by name.
+    """
+    spark = df.sparkSession
+    out = df.withColumn(DS, F.lit(ds))
+    parts = [DS, *partition_cols]
+    cols = [c for c in out.columns if c not in parts] + parts
+    out = out.select(*cols)
+    if not table_exists(spark, table):
+        out.limit(0).write.format("parquet").partitionBy(*parts).saveAsTable(table)
+    else:
+        existing = [f.name for f in spark.table(table).schema.fields]
+        if sorted(existing) != sorted(cols):
+            raise RuntimeError(
+                f"table {table} has columns {existing} but this run writes {cols}; "
+                f"drop the table (DROP TABLE {table}) or use another database")
+        out = out.select(*existing)
+    # Dynamic partition overwrite: only the partitions present in `out` are replaced, so readers of
+    # other dates are never disturbed. An empty result would replace nothing: drop the old partition.
+    if out.isEmpty():
+        spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION ({DS}='{ds}')")
+    else:
+        out.write.mode("overwrite").insertInto(table)
+    rows = spark.table(table).where(F.col(DS) == ds).count()
+    log.info("wrote %s partition ds=%s: %d rows", table, ds, rows)
+    return rows
+
+
+def read_partition(spark: SparkSession, table: str, ds: str) -> DataFrame:
+    """One ds partition of a table, without the ds column; a clear error if it is missing."""
+    if not table_exists(spark, table):
+        raise MissingInputError(f"table {table} does not exist: run the stage that writes it first")
+    df = spark.table(table).where(F.col(DS) == ds)
+    if df.limit(1).count() == 0:
+        raise MissingInputError(f"table {table} has no partition ds={ds}: run the stage that writes it for {ds} first")
+    return df.drop(DS)
+
+
+def latest_before(spark: SparkSession, table: str, ds: str) -> str | None:
+    """The newest ds partition strictly before ``ds`` (the previous run's), or None."""
+    if not table_exists(spark, table):
+        return None
+    row = spark.table(table).where(F.col(DS) < ds).agg(F.max(DS)).first()
+    return row[0] if row else None
+
+
+def _fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path_or_glob: str) -> bool:
+    """True when a path (or a glob) matches something on its Hadoop filesystem."""
+    fs, hpath = _fs(spark, path_or_glob)
+    statuses = fs.globStatus(hpath)
+    return statuses is not None and len(statuses) > 0
+
+
+def replace_folder(spark: SparkSession, staged: str, final: str) -> None:
+    """Move a fully written folder into place, replacing what was there (rename within one filesystem)."""
+    fs, src = _fs(spark, staged)
+    _, dst = _fs(spark, final)
+    if fs.exists(dst):
+        fs.delete(dst, True)
+    fs.mkdirs(dst.getParent())
+    if not fs.rename(src, dst):
+        raise RuntimeError(f"could not move {staged} to {final}")
+
+
+def delete_path(spark: SparkSession, path: str) -> None:
+    fs, hpath = _fs(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def file_url(path: str) -> str:
+    """A URL for readers outside Spark (Petastorm): local paths become file:// URLs."""
+    return path if "://" in path else "file://" + path
