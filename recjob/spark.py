@@ -50,5 +50,4 @@ def session(cfg: Config) -> SparkSession:
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s master=%s warehouse=%s", spark.version, spark.sparkContext.master,
              spark.conf.get("spark.sql.warehouse.dir"))
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
     return spark

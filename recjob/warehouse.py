@@ -30,6 +30,8 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
     cols = [c for c in out.columns if c not in parts] + parts
     out = out.select(*cols)
     if not table_exists(spark, table):
+        if "." in table:
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {table.split('.')[0]}")
         out.limit(0).write.format("parquet").partitionBy(*parts).saveAsTable(table)
     else:
         existing = [f.name for f in spark.table(table).schema.fields]

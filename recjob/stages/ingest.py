@@ -37,7 +37,8 @@ def read_json(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", S.CORRUPT)
             .json(path)
-            .withColumn("file", F.input_file_name()))
+            .withColumn("file", F.input_file_name())
+            .withColumn("_line", F.monotonically_increasing_id()))  # increases along each file
 
 
 def _raw(df: DataFrame, fields: list[str]) -> F.Column:
@@ -49,7 +50,7 @@ def transform_reviews(raw: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split parsed review rows into (clean reviews, quarantined rows with a reason).
 
     Clean rows have non-null reviewerID and asin, overall in [1, 5], unixReviewTime >= 0, and one row per
-    (reviewerID, asin): the latest by unixReviewTime (ties: the highest rating, then the longest text).
+    (reviewerID, asin): the latest by unixReviewTime (ties: the highest rating, the longest text, then file order).
     """
     fields = [f.name for f in S.AMAZON_REVIEW.fields]
     reason = (F.when(F.col(S.CORRUPT).isNotNull(), F.lit(MALFORMED))
@@ -62,7 +63,7 @@ def transform_reviews(raw: DataFrame) -> tuple[DataFrame, DataFrame]:
     good = tagged.where(F.col(S.REASON).isNull())
     order = Window.partitionBy(S.USER, S.ITEM).orderBy(
         F.col(S.TIME).desc(), F.col(S.RATING).desc(), F.length(F.coalesce("reviewText", F.lit(""))).desc(),
-        F.col("reviewText").desc_nulls_last(), F.col("file"))
+        F.col("file"), F.col("_line"))
     ranked = good.withColumn("_n", F.row_number().over(order))
     dups = ranked.where(F.col("_n") > 1).withColumn(S.REASON, F.lit(DUPLICATE))
     clean = ranked.where(F.col("_n") == 1).select(*S.REVIEWS_COLUMNS)
@@ -79,7 +80,7 @@ def transform_metadata(raw: DataFrame) -> tuple[DataFrame, DataFrame]:
     tagged = raw.withColumn(S.REASON, reason)
     bad = tagged.where(F.col(S.REASON).isNotNull())
     ranked = (tagged.where(F.col(S.REASON).isNull())
-              .withColumn("_n", F.row_number().over(Window.partitionBy(S.ITEM).orderBy("file", F.col(S.TITLE).desc_nulls_last()))))
+              .withColumn("_n", F.row_number().over(Window.partitionBy(S.ITEM).orderBy("file", "_line"))))
     dups = ranked.where(F.col("_n") > 1).withColumn(S.REASON, F.lit(META_DUPLICATE)).drop("_n")
     title = F.trim(F.col(S.TITLE))
     items = (ranked.where(F.col("_n") == 1)

@@ -109,7 +109,7 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
     cb = _callback(val_url, cfg)
     with _reader(train_url, None, cfg, shuffle=True) as reader:
         model.fit(_dataset(reader, cfg.batch_size), epochs=cfg.max_epochs, steps_per_epoch=steps,
-                  callbacks=[cb], verbose=0)
+                  callbacks=[cb], verbose=0, shuffle=False)  # rows are shuffled in the shards
     return model, cb
 
 

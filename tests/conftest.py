@@ -1,0 +1,51 @@
+"""One session-scoped local SparkSession for all tests; data is built in code or generated small."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(relative: str) -> Path:
+    """A file of the shared real datasets beside the project, or skip the test with the reason."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real dataset {path} is absent (it lives in ../shared/data beside the project root)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spark")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_dir):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from recjob import config, spark as session
+
+    cfg = config.load(None, [f"data_dir={spark_dir}", "spark.master=local[2]",
+                             "spark.conf.spark.sql.shuffle.partitions=2",
+                             "spark.conf.spark.default.parallelism=2",
+                             "spark.conf.spark.driver.memory=2g",
+                             "spark.conf.parquet.block.size=65536"])
+    s = session.session(cfg)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_cfg(tmp_path, request):
+    """A config whose files live under a fresh tmp folder and whose tables live in a fresh database."""
+    from recjob import config
+
+    def make(*overrides: str):
+        db = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:60].lower()
+        return config.load(None, [f"data_dir={tmp_path}", f"database={db}", *overrides])
+
+    return make

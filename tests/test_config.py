@@ -1,0 +1,50 @@
+import pytest
+
+from recjob import config
+from recjob.config import ConfigError
+
+from conftest import ROOT
+
+
+def test_shipped_configs_load():
+    local = config.load(str(ROOT / "conf" / "local.yaml"))
+    assert local.train.model == "dot" and local.sample.start == "2018-01-01"
+    cluster = config.load(str(ROOT / "conf" / "cluster.example.yaml"))
+    assert cluster.path("shards") == "hdfs:///data/recjob/shards"
+    assert cluster.spark.conf["spark.hadoop.hive.metastore.uris"].startswith("thrift://")
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = config.load(None, ["train.factors=64", "sample.start=2017-01-01", "sample.user_fraction=0.5",
+                             "spark.conf.spark.sql.shuffle.partitions=3", "train.mlp_layers=[16, 8]"])
+    assert cfg.train.factors == 64
+    assert cfg.sample.start == "2017-01-01"
+    assert cfg.sample.user_fraction == 0.5
+    assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "3"
+    assert cfg.train.mlp_layers == (16, 8)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.factorz=3", "unknown key"),
+    ("train.factors=abc", "expected int"),
+    ("sample.start=2019-05-01", "must be before"),
+    ("sample.user_fraction=0", "user_fraction"),
+    ("shards.split=sideways", "shards.split"),
+    ("train.model=svd", "train.model"),
+    ("novalue", "expected key=value"),
+])
+def test_bad_config_is_refused_with_reason(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(None, [override])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(str(tmp_path / "nope.yaml"))
+
+
+def test_relative_paths_resolve_under_data_dir(tmp_path):
+    cfg = config.load(None, [f"data_dir={tmp_path}"])
+    assert cfg.path("raw/x.json") == str(tmp_path / "raw" / "x.json")
+    assert cfg.path("s3a://b/x") == "s3a://b/x"
+    assert cfg.ds_path("shards", "2020-01-02") == str(tmp_path / "shards" / "ds=2020-01-02")

@@ -1,0 +1,124 @@
+import gzip
+import json
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from recjob import schema as S
+from recjob import warehouse
+from recjob.stages import ingest
+
+from conftest import shared_file
+
+
+def _rec(user, item, rating, ts, text="t"):
+    return {"overall": rating, "verified": True, "reviewTime": "01 1, 2018", "reviewerID": user, "asin": item,
+            "style": {"Format:": " DVD"}, "reviewerName": "n", "reviewText": text, "summary": "s",
+            "unixReviewTime": ts}
+
+
+LINES = [
+    json.dumps(_rec("U1", "I1", 5.0, 100)),
+    json.dumps(_rec("U1", "I1", 3.0, 200, "newer")),  # same pair, later: kept; the first is a duplicate
+    json.dumps(_rec("U2", "I1", 4.0, 150)),
+    json.dumps(_rec("U2", "I2", 7.0, 150)),  # rating out of range
+    json.dumps(_rec(None, "I2", 4.0, 150)),  # no user
+    json.dumps(_rec("U3", "", 4.0, 150)),  # empty asin
+    json.dumps(_rec("U3", "I2", 2.0, None)),  # no time
+    json.dumps(_rec("U3", "I3", 1.0, 120)),
+    '{"overall": 5.0, "reviewerID": "U9", "asin": "I9"',  # truncated line
+    '{"overall": "five", "reviewerID": "U8", "asin": "I8", "unixReviewTime": 5}',  # wrong type
+    "not json at all",
+]
+
+
+def _write(path, lines, gz=True):
+    opener = gzip.open if gz else open
+    with opener(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+def reference(lines):
+    """pandas reference of ingest's rules."""
+    good, bad = [], []
+    for line in lines:
+        try:
+            r = json.loads(line)
+            if not isinstance(r.get("overall"), (int, float)):
+                raise ValueError
+        except ValueError:
+            bad.append(ingest.MALFORMED)
+            continue
+        if not r.get("reviewerID"):
+            bad.append(ingest.MISSING_USER)
+        elif not r.get("asin"):
+            bad.append(ingest.MISSING_ITEM)
+        elif not 1 <= r["overall"] <= 5:
+            bad.append(ingest.BAD_RATING)
+        elif r.get("unixReviewTime") is None:
+            bad.append(ingest.BAD_TIME)
+        else:
+            good.append(r)
+    df = pd.DataFrame(good).sort_values(["unixReviewTime"], ascending=False)
+    dups = df.duplicated(["reviewerID", "asin"]).sum()
+    clean = df.drop_duplicates(["reviewerID", "asin"])
+    return clean, sorted(bad + [ingest.DUPLICATE] * int(dups))
+
+
+def test_reviews_parsing_and_quarantine_match_reference(spark, tmp_path):
+    path = _write(tmp_path / "r.json.gz", LINES)
+    clean, quarantine = ingest.transform_reviews(ingest.read_json(spark, path, S.AMAZON_REVIEW))
+    ref_clean, ref_reasons = reference(LINES)
+    got = clean.toPandas().sort_values([S.USER, S.ITEM]).reset_index(drop=True)
+    want = ref_clean.sort_values(["reviewerID", "asin"]).reset_index(drop=True)
+    assert got[[S.USER, S.ITEM, S.RATING, S.TIME]].values.tolist() == \
+        want[["reviewerID", "asin", "overall", "unixReviewTime"]].values.tolist()
+    q = quarantine.toPandas()
+    assert sorted(q[S.REASON]) == ref_reasons
+    assert len(got) + len(q) == len(LINES)  # nothing lost
+    assert q[S.RAW].notna().all() and q["file"].str.endswith("r.json.gz").all()
+    assert "not json at all" in set(q[S.RAW])
+    assert got.loc[(got[S.USER] == "U1"), "reviewText"].item() == "newer"
+
+
+def test_run_writes_tables_and_counts(spark, tmp_path, make_cfg):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _write(raw / "part1.json.gz", LINES[:6])
+    _write(raw / "part2.json", LINES[6:], gz=False)
+    _write(raw / "meta.json.gz", [json.dumps({"asin": "I1", "title": " One "}), json.dumps({"asin": "I3", "title": ""}),
+                                  json.dumps({"asin": "I1", "title": "dup"}), "{bad"])
+    cfg = make_cfg(f"input.reviews={raw}/part*", f"input.metadata={raw}/meta.json.gz")
+    report = ingest.run(cfg, spark, "2020-01-01")
+    assert report["wrote"][cfg.table("reviews")] == 3
+    assert report["wrote"][cfg.table("quarantine")] == len(LINES) - 3 + 2  # + 2 bad metadata rows
+    items = warehouse.read_partition(spark, cfg.table("items"), "2020-01-01").toPandas().set_index(S.ITEM)
+    assert items.loc["I1", S.TITLE] == "One" and pd.isna(items.loc["I3", S.TITLE])
+    # A rerun of the same ds replaces the partition: no duplicates.
+    ingest.run(cfg, spark, "2020-01-01")
+    assert spark.table(cfg.table("reviews")).where(F.col("ds") == "2020-01-01").count() == 3
+
+
+def test_missing_input_is_a_clear_error(spark, tmp_path, make_cfg):
+    cfg = make_cfg(f"input.reviews={tmp_path}/nothing/*.json.gz")
+    with pytest.raises(warehouse.MissingInputError, match="no review files"):
+        ingest.run(cfg, spark, "2020-01-01")
+
+
+def test_all_invalid_input_fails_with_quarantine_pointer(spark, tmp_path, make_cfg):
+    path = _write(tmp_path / "bad.json.gz", ["garbage", "{", "[1,2]"])
+    cfg = make_cfg(f"input.reviews={path}", "input.metadata=")
+    with pytest.raises(ValueError, match="no valid review"):
+        ingest.run(cfg, spark, "2020-01-01")
+
+
+def test_real_amazon_file_parses_completely(spark):
+    path = shared_file("amazon2018/All_Beauty_5.json.gz")
+    clean, quarantine = ingest.transform_reviews(ingest.read_json(spark, str(path), S.AMAZON_REVIEW))
+    n_clean, n_q = clean.count(), quarantine.count()
+    assert n_clean + n_q == 5269
+    reasons = {r[S.REASON] for r in quarantine.select(S.REASON).distinct().collect()}
+    assert reasons <= {ingest.DUPLICATE}  # the 5-core file has repeated (user, item) pairs, nothing malformed
+    assert clean.select(S.USER).distinct().count() == 991

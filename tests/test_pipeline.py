@@ -1,0 +1,94 @@
+"""End to end on ~20k generated reviews, every stage real, in the test session's Spark."""
+import json
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from recjob import datagen, pipeline
+from recjob import schema as S
+from recjob import warehouse
+
+from conftest import shared_file
+
+DS = "2021-03-01"
+N = 10
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    return datagen.generate(str(out), 20000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def e2e(spark, generated, tmp_path_factory):
+    from recjob import config
+
+    data_dir = tmp_path_factory.mktemp("e2e")
+    cfg = config.load(None, [f"data_dir={data_dir}", "database=e2e",
+                             f"input.reviews={generated['reviews_path']}",
+                             f"input.metadata={generated['metadata_path']}",
+                             "sample.start=2008-01-01", "sample.end=2019-01-01",
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3", f"score.top_n={N}"])
+    reports = pipeline.run(cfg, spark, DS)
+    first = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS).toPandas()
+    return cfg, reports, first
+
+
+def test_every_user_gets_n_unseen_ranked_items(spark, e2e):
+    cfg, reports, recs = e2e
+    assert len(recs) > 0
+    user_f = warehouse.read_partition(spark, cfg.table("user_factors"), DS).toPandas()
+    item_f = warehouse.read_partition(spark, cfg.table("item_factors"), DS).toPandas()
+    reviews = warehouse.read_partition(spark, cfg.table("reviews"), DS).select(S.USER, S.ITEM).toPandas()
+    catalog = set(item_f[S.ITEM])
+    seen = reviews[reviews[S.ITEM].isin(catalog)].groupby(S.USER)[S.ITEM].apply(set)
+    assert set(recs[S.USER]) == set(user_f[S.USER])  # every trained user is published
+    for user, grp in recs.groupby(S.USER):
+        grp = grp.sort_values(S.RANK)
+        expected = min(N, len(catalog) - len(seen.get(user, set())))
+        assert len(grp) == expected, user
+        assert grp[S.RANK].tolist() == list(range(1, expected + 1))
+        assert (grp[S.SCORE].diff().dropna() <= 1e-6).all()
+        assert not set(grp[S.ITEM]) & seen.get(user, set())
+        assert grp[S.ITEM].is_unique
+    # original ids map back: every asin is a real item with its title, every user a real reviewer
+    items = warehouse.read_partition(spark, cfg.table("items"), DS).toPandas().set_index(S.ITEM)
+    assert set(recs[S.ITEM]) <= set(items.index)
+    assert (recs[S.TITLE] == items.loc[recs[S.ITEM], S.TITLE].to_numpy()).all()
+    assert set(recs[S.USER]) <= set(reviews[S.USER])
+
+
+def test_model_learns_the_planted_structure(spark, e2e):
+    cfg = e2e[0]
+    run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
+    result = json.loads(run["result"])
+    base = result["validation_baselines"]
+    assert result["val_rmse"] < 0.95 * base["global_mean_rmse"], result
+    assert result["val_rmse"] < base["bias_rmse"], result
+
+
+def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):
+    cfg, _, first = e2e
+    pipeline.run(cfg, spark, DS)
+    second = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS).toPandas()
+    key = [S.USER, S.RANK]
+    a = first.sort_values(key).reset_index(drop=True)
+    b = second.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    for table in ("reviews", "interactions", "user_index", "item_index", "scores"):
+        counts = spark.table(cfg.table(table)).groupBy("ds").count().collect()
+        assert len(counts) == 1, table  # one partition, no duplicates appended
+
+
+def test_all_beauty_real_data(spark, tmp_path):
+    from recjob import config
+
+    path = shared_file("amazon2018/All_Beauty_5.json.gz")
+    cfg = config.load(None, [f"data_dir={tmp_path}", "database=beauty", f"input.reviews={path}", "input.metadata=",
+                             "sample.start=2000-01-01", "sample.end=2019-01-01"])
+    pipeline.run(cfg, spark, DS)
+    recs = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS)
+    assert recs.count() > 0
+    assert recs.select(S.USER).distinct().count() > 100

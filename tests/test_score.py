@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+
+from recjob import schema as S
+from recjob.stages import score
+
+
+def test_spark_scoring_matches_numpy_reference(spark):
+    rng = np.random.default_rng(4)
+    n_users, n_items, k = 37, 23, 3
+    # integer-valued factors give exact ties, so the asin tie-break is exercised
+    uf = rng.integers(-2, 3, (n_users, k)).astype(np.float32)
+    vf = rng.integers(-2, 3, (n_items, k)).astype(np.float32)
+    vb = rng.integers(0, 2, n_items).astype(np.float32)
+    ub = rng.normal(size=n_users).astype(np.float32)
+    asins = [f"A{j:03d}" for j in rng.permutation(n_items)]  # asin order differs from index order
+    items = pd.DataFrame({S.ITEM_IDX: np.arange(n_items), S.ITEM: asins, "bias": vb, "factors": list(vf)})
+    matrix = score.item_matrix(items)
+    users = spark.createDataFrame(pd.DataFrame({S.USER_IDX: np.arange(n_users, dtype=np.int32),
+                                                S.USER: [f"U{i}" for i in range(n_users)],
+                                                "bias": ub, "factors": [list(map(float, r)) for r in uf]}))
+    col_of = {a: c for c, a in enumerate(matrix["asin"])}
+    seen_items = {u: rng.choice(n_items, rng.integers(0, n_items), replace=False) for u in range(n_users)}
+    seen_items[0] = np.arange(n_items)  # saw everything -> no rows
+    seen = spark.createDataFrame(pd.DataFrame({S.USER_IDX: list(seen_items),
+                                               "cols": [sorted(int(col_of[asins[i]]) for i in s) for s in seen_items.values()]}))
+    top_n, mean = 5, 3.5
+    got = score.recommend(users, seen, matrix, top_n, block=4, global_mean=mean).toPandas()
+
+    rows = []
+    for u in range(n_users):
+        for i in range(n_items):
+            if i not in set(seen_items[u].tolist()):
+                rows.append((u, i, asins[i], float(uf[u] @ vf[i] + vb[i])))
+    ref = pd.DataFrame(rows, columns=["u", "i", "asin", "s"]).sort_values(["u", "s", "asin"], ascending=[True, False, True])
+    ref = ref.groupby("u").head(top_n).copy()
+    ref["rank"] = ref.groupby("u").cumcount() + 1
+    got = got.sort_values([S.USER_IDX, S.RANK])
+    assert got[[S.USER_IDX, S.RANK, S.ITEM_IDX]].values.tolist() == ref[["u", "rank", "i"]].values.tolist()
+    expected_score = ref["s"].to_numpy() + ub[ref["u"].to_numpy()] + mean
+    np.testing.assert_allclose(got[S.SCORE].to_numpy(), expected_score, rtol=1e-5)
+    assert 0 not in set(got[S.USER_IDX])

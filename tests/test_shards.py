@@ -1,0 +1,39 @@
+import numpy as np
+import pandas as pd
+
+from recjob import schema as S
+from recjob.stages import shards
+
+
+def _interactions(spark, n_users=300, per_user=8, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(f"U{u}", f"I{rng.integers(0, 10_000)}_{j}", float(rng.integers(1, 6)), int(rng.integers(0, 10**9)))
+            for u in range(n_users) for j in range(per_user)]
+    return pd.DataFrame(rows, columns=[S.USER, S.ITEM, S.RATING, S.TIME])
+
+
+def test_random_split_is_seeded_and_proportional(spark):
+    pdf = _interactions(spark)
+    df = spark.createDataFrame(pdf)
+    a = shards.random_split(df, 0.1, 0.2, seed=3).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT]
+    b = shards.random_split(df.repartition(7), 0.1, 0.2, seed=3).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT]
+    c = shards.random_split(df, 0.1, 0.2, seed=4).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT]
+    assert a.sort_index().equals(b.sort_index())  # independent of partitioning
+    assert not a.sort_index().equals(c.sort_index())
+    share = a.value_counts(normalize=True)
+    assert abs(share[S.TEST] - 0.2) < 0.03 and abs(share[S.VALIDATION] - 0.1) < 0.03
+
+
+def test_temporal_split_matches_reference(spark):
+    pdf = _interactions(spark, n_users=50, per_user=5)
+    pdf = pd.concat([pdf, pd.DataFrame([("short", "a", 5.0, 1), ("short", "b", 4.0, 2)], columns=pdf.columns)])
+    got = shards.temporal_split(spark.createDataFrame(pdf)).toPandas()
+    ref = pdf.sort_values([S.USER, S.TIME, S.ITEM], ascending=[True, False, False]).copy()
+    ref["pos"] = ref.groupby(S.USER).cumcount()
+    ref["n"] = ref.groupby(S.USER)[S.ITEM].transform("size")
+    ref[S.SPLIT] = np.where(ref["n"] < 3, S.TRAIN, np.select([ref["pos"] == 0, ref["pos"] == 1],
+                                                             [S.TEST, S.VALIDATION], S.TRAIN))
+    merged = got.merge(ref, on=[S.USER, S.ITEM], suffixes=("", "_ref"))
+    assert len(merged) == len(pdf)
+    assert (merged[S.SPLIT] == merged[S.SPLIT + "_ref"]).all()
+    assert set(got[got[S.USER] == "short"][S.SPLIT]) == {S.TRAIN}
