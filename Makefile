@@ -1,0 +1,29 @@
+# Two commands do everything: `make demo` (install + run the pipeline on generated data + show
+# recommendations) and `make test` (install + run the tests). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DS ?= $(shell date -u +%F)
+
+.PHONY: demo test install bench clean
+
+$(STAMP): setup.py requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[test,airflow]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/recjob demo --conf conf/local.yaml --ds $(DS)
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/topk.py
+
+clean:
+	rm -rf recjob-data airflow-home metastore_db derby.log spark-warehouse
