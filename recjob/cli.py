@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, parents=[with_ds], help=f"run the {name} stage alone")
     s = sub.add_parser("show", parents=[with_ds], help="print a few users' recommendations from the warehouse")
     s.add_argument("--users", type=int, default=3)
+    q = sub.add_parser("sql", parents=[common], help="run a SQL query on the warehouse, print tab-separated rows")
+    q.add_argument("query", help="e.g. \"SELECT * FROM recjob.recommendations WHERE ds = '2026-01-04' LIMIT 20\"")
     d = sub.add_parser("demo", parents=[common], help="generate data if missing, run everything, show results")
     d.add_argument("--ds", type=_ds, default=dt.date.today().isoformat())
     d.add_argument("--users", type=int, default=3)
@@ -104,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         spark = session.session(cfg)
         if args.command == "run":
             pipeline.run(cfg, spark, args.ds, args.first, args.last)
+        elif args.command == "sql":
+            result = spark.sql(args.query)
+            print("\t".join(result.columns))
+            for row in result.toLocalIterator():
+                print("\t".join("" if v is None else str(v) for v in row))
         elif args.command == "show":
             print(show(cfg, spark, args.ds, args.users))
         else:

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from recjob.config import Config
@@ -36,6 +36,9 @@ def local_conf(cfg: Config) -> dict[str, str]:
 def session(cfg: Config) -> SparkSession:
     """Build (or get) the session: cfg's master unless spark-submit chose one, Hive catalog, cfg.spark.conf last."""
     builder = SparkSession.builder.appName(cfg.spark.app_name)
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Launched by spark-submit: connect to its JVM first, so its --master and --conf are visible.
+        SparkContext._ensure_initialized()
     submitted = SparkConf()
     if not submitted.contains("spark.master"):
         builder = builder.master(cfg.spark.master)

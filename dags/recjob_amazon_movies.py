@@ -1,0 +1,121 @@
+"""recjob on Airflow: one SparkSubmitOperator per stage, in pipeline order, for the run's logical date.
+
+This file only wires tasks; it imports no recjob code (Airflow may run in its own environment). Where the
+jobs, their config and their Python live comes from environment variables read when the DAG is parsed,
+so the same file serves the embedded default and a cluster:
+
+  RECJOB_HOME           folder holding jobs/ and conf/ (default: this file's project root)
+  RECJOB_CONF           recjob YAML config passed to every job (default: $RECJOB_HOME/conf/local.yaml)
+  RECJOB_DATA_DIR       overrides data_dir of that config (give an absolute path or URL; default: none)
+  RECJOB_SPARK_CONN_ID  Airflow connection of the Spark master (default: spark_default)
+  RECJOB_PYTHON         Python of the job runtime, for the driver and executors (default: python3 on PATH)
+  RECJOB_BIN            folder put first on PATH for spark-submit, e.g. the job venv's bin (default: none)
+  RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob-0.1.0-py3-none-any.whl (default: none)
+  RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
+
+Run settings (input, time window, top-N, model) are DAG params, defaulting to the values in RECJOB_CONF.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+
+HOME = Path(os.environ.get("RECJOB_HOME", Path(__file__).resolve().parents[1]))
+CONF = os.environ.get("RECJOB_CONF", str(HOME / "conf" / "local.yaml"))
+CONN_ID = os.environ.get("RECJOB_SPARK_CONN_ID", "spark_default")
+PYTHON = os.environ.get("RECJOB_PYTHON", "python3")
+BIN = os.environ.get("RECJOB_BIN", "")
+PY_FILES = os.environ.get("RECJOB_PY_FILES") or None
+DATA_DIR = os.environ.get("RECJOB_DATA_DIR", "")
+RETRIES = int(os.environ.get("RECJOB_RETRIES", "2"))
+LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
+
+STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "publish"]
+
+
+def _conf_defaults(path: str) -> dict:
+    """Param defaults from the recjob YAML (a small file; no recjob import)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            conf = yaml.safe_load(fh) or {}
+    except OSError:
+        conf = {}
+    section = lambda name: conf.get(name) or {}  # noqa: E731
+    return {
+        "reviews": section("input").get("reviews", "raw/reviews.json.gz"),
+        "metadata": section("input").get("metadata", "raw/meta.json.gz"),
+        "window_start": str(section("sample").get("start", "2018-01-01")),
+        "window_end": str(section("sample").get("end", "2019-01-01")),
+        "top_n": int(section("score").get("top_n", 10)),
+        "model": section("train").get("model", "dot"),
+        "factors": int(section("train").get("factors", 32)),
+    }
+
+
+DEFAULTS = _conf_defaults(CONF)
+
+# Every job gets the run date and the same overrides, rendered from the params at run time.
+JOB_ARGS = [
+    "--ds", "{{ ds }}",
+    "--conf", CONF,
+    "--set", "input.reviews={{ params.reviews }}",
+    "--set", "input.metadata={{ params.metadata }}",
+    "--set", "sample.start={{ params.window_start }}",
+    "--set", "sample.end={{ params.window_end }}",
+    "--set", "score.top_n={{ params.top_n }}",
+    "--set", "train.model={{ params.model }}",
+    "--set", "train.factors={{ params.factors }}",
+] + (["--set", f"data_dir={DATA_DIR}"] if DATA_DIR else [])
+
+ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
+if BIN:
+    ENV["PATH"] = f"{BIN}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+
+default_args = {
+    "owner": "recjob",
+    "retries": RETRIES,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+with DAG(
+    dag_id="recjob_amazon_movies",
+    description="Weekly top-N recommendations from Amazon Movies & TV reviews",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 4),
+    catchup=False,  # backfill on purpose (airflow backfill / dags test), never by surprise
+    max_active_runs=1,  # stages share a warehouse; the embedded metastore allows one JVM at a time
+    default_args=default_args,
+    params={
+        "reviews": Param(DEFAULTS["reviews"], type="string", description="review files (path, folder or glob)"),
+        "metadata": Param(DEFAULTS["metadata"], type="string", description="item metadata files ('' for none)"),
+        "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
+        "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),
+        "top_n": Param(DEFAULTS["top_n"], type="integer", minimum=1),
+        "model": Param(DEFAULTS["model"], type="string", enum=["dot", "mlp"]),
+        "factors": Param(DEFAULTS["factors"], type="integer", minimum=1),
+    },
+    tags=["recjob"],
+) as dag:
+    previous = None
+    for stage in STAGES:
+        task = SparkSubmitOperator(
+            task_id=stage,
+            conn_id=CONN_ID,
+            application=str(HOME / "jobs" / f"{stage}.py"),
+            application_args=JOB_ARGS,
+            py_files=PY_FILES,
+            name=f"recjob-{stage}-{{{{ ds }}}}",
+            conf={"spark.pyspark.python": PYTHON,
+                  "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J}"},
+            env_vars=ENV,
+        )
+        if previous is not None:
+            previous >> task
+        previous = task

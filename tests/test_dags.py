@@ -1,0 +1,49 @@
+"""The DAG file: imports cleanly, wires the stages in pipeline order, renders the run date into every job."""
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
+
+STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "publish"]
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory):
+    os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow")))
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(ROOT / "dags"))
+
+
+def test_dagbag_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "recjob_amazon_movies" in dagbag.dags
+
+
+def test_tasks_follow_pipeline_order(dagbag):
+    dag = dagbag.dags["recjob_amazon_movies"]
+    assert sorted(dag.task_ids) == sorted(STAGES)
+    for upstream, downstream in zip(STAGES, STAGES[1:]):
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+    assert dag.get_task(STAGES[0]).upstream_task_ids == set()
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
+
+
+def test_every_job_renders_the_ds_and_params(dagbag):
+    dag = dagbag.dags["recjob_amazon_movies"]
+    params = {k: v.value if hasattr(v, "value") else v for k, v in dag.params.items()}
+    params["top_n"] = 7
+    for stage in STAGES:
+        task = dag.get_task(stage)
+        assert task.application.endswith(f"jobs/{stage}.py") and Path(task.application).exists()
+        args = task.render_template(task.application_args, {"ds": "2026-03-01", "params": params})
+        assert args[:2] == ["--ds", "2026-03-01"]
+        assert "score.top_n=7" in args
+        assert f"sample.start={params['window_start']}" in args
+        assert task.render_template(task.name, {"ds": "2026-03-01", "params": params}) == f"recjob-{stage}-2026-03-01"
+        assert "{{" not in " ".join(map(str, args))
