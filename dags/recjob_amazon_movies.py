@@ -35,7 +35,7 @@ DATA_DIR = os.environ.get("RECJOB_DATA_DIR", "")
 RETRIES = int(os.environ.get("RECJOB_RETRIES", "2"))
 LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
 
-STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "publish"]
+STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
 
 
 def _conf_defaults(path: str) -> dict:
@@ -52,7 +52,7 @@ def _conf_defaults(path: str) -> dict:
         "window_start": str(section("sample").get("start", "2018-01-01")),
         "window_end": str(section("sample").get("end", "2019-01-01")),
         "top_n": int(section("score").get("top_n", 10)),
-        "model": section("train").get("model", "dot"),
+        "model": section("train").get("model", "bpr"),
         "factors": int(section("train").get("factors", 32)),
     }
 
@@ -98,7 +98,7 @@ with DAG(
         "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
         "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),
         "top_n": Param(DEFAULTS["top_n"], type="integer", minimum=1),
-        "model": Param(DEFAULTS["model"], type="string", enum=["dot", "mlp"]),
+        "model": Param(DEFAULTS["model"], type="string", enum=["bpr", "dot", "mlp"]),
         "factors": Param(DEFAULTS["factors"], type="integer", minimum=1),
     },
     tags=["recjob"],

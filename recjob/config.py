@@ -59,26 +59,54 @@ class ShardsConfig:
     row_group_mb: int = 8
 
 
+# Per-model regularisation defaults, picked by small grids on generated data (README, "Model"):
+# rating models need strong per-example L2 to beat the bias baseline; BPR overfits less per step.
+MODEL_DEFAULTS = {"dot": {"l2": 0.15, "bias_l2": 0.001}, "mlp": {"l2": 0.15, "bias_l2": 0.001},
+                  "bpr": {"l2": 0.01, "bias_l2": 0.0}}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "dot"  # dot (dot product + biases + global mean) | mlp
+    model: str = "bpr"  # bpr (ranking objective) | dot (dot product + biases + global mean) | mlp
     factors: int = 32
     mlp_layers: tuple = (64, 32)
     dropout: float = 0.2
-    l2: float = 0.15  # per-example L2 on the user and item factors (tuned on generated data, see README)
-    bias_l2: float = 0.001  # per-example L2 on the biases
+    l2: float = -1.0  # per-example L2 on the looked-up factors; < 0: the model's default (MODEL_DEFAULTS)
+    bias_l2: float = -1.0  # per-example L2 on the looked-up biases; < 0: the model's default
     learning_rate: float = 0.01
     batch_size: int = 1024
     max_epochs: int = 40
     patience: int = 3
     seed: int = 42
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
+    ranking_probe_users: int = 2000  # bpr: validation NDCG@10 per epoch on up to this many sampled users
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     top_n: int = 10
     block_users: int = 1024  # users scored per matrix product inside an executor
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    k: int = 10
+    relevance_threshold: float = 0.0  # held-out items rated >= this are relevant (0: all held-out items)
+    als_rank: int = 50  # ALS explicit: best of a small grid on ML-100k u1..u5 (rank 50, regParam 0.1)
+    als_reg: float = 0.1
+    als_implicit_reg: float = 0.01
+    als_alpha: float = 40.0  # confidence 1 + alpha for an observed interaction (Hu, Koren, Volinsky 2008)
+    als_iterations: int = 15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Publish only a model that beats the baselines on the validation split."""
+
+    enabled: bool = True
+    min_ndcg_vs_popularity: float = 1.0  # model NDCG@k must be >= this x popularity's
+    max_rmse_vs_bias: float = 1.0  # rating models: model RMSE must be <= this x the bias baseline's
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,8 @@ class Config:
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def path(self, relative: str) -> str:
@@ -139,8 +169,8 @@ def _check(cfg: Config) -> Config:
         problems.append(f"shards.split={sh.split!r} must be 'random' or 'temporal'")
     if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
         problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
-    if t.model not in ("dot", "mlp"):
-        problems.append(f"train.model={t.model!r} must be 'dot' or 'mlp'")
+    if t.model not in ("dot", "mlp", "bpr"):
+        problems.append(f"train.model={t.model!r} must be 'dot', 'mlp' or 'bpr'")
     for key in ("factors", "batch_size", "max_epochs", "patience", "reader_workers"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
@@ -148,6 +178,8 @@ def _check(cfg: Config) -> Config:
         problems.append("train.learning_rate must be > 0")
     if cfg.score.top_n < 1 or cfg.score.block_users < 1:
         problems.append("score.top_n and score.block_users must be >= 1")
+    if cfg.evaluate.k < 1 or cfg.evaluate.als_rank < 1 or cfg.evaluate.als_iterations < 1:
+        problems.append("evaluate.k, evaluate.als_rank and evaluate.als_iterations must be >= 1")
     if cfg.input.format not in ("amazon", "movielens"):
         problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
     if cfg.spark.metastore not in ("derby", "external"):
@@ -252,7 +284,10 @@ def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     values = _merge(_dates_to_str(values), parse_overrides(overrides))
-    return _check(_build(Config, values, ""))
+    cfg = _check(_build(Config, values, ""))
+    t = cfg.train
+    resolved = {k: (v if getattr(t, k) < 0 else getattr(t, k)) for k, v in MODEL_DEFAULTS[t.model].items()}
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, **resolved))
 
 
 def to_dict(cfg: Config) -> dict:

@@ -112,6 +112,8 @@ class World:
         self.item_genre = rng.integers(0, n_g, n_i)
         self.item_f = self.genre_centers[self.item_genre] * 1.5 + rng.normal(0, 0.7, (n_i, factors)) / np.sqrt(factors)
         self.item_b = rng.normal(0.0, 0.35, n_i)
+        # Rating-only item factors: how an item is judged, apart from which users pick it.
+        self.item_w = rng.normal(0.0, 1.0, (n_i, factors)) / np.sqrt(factors)
         # Long-tailed popularity (lognormal), better items a little more popular.
         self.item_pop = np.exp(rng.normal(0.0, 1.6, n_i) + 0.6 * self.item_b)
         self.genre_items = [np.flatnonzero(self.item_genre == g) for g in range(n_g)]
@@ -139,13 +141,20 @@ class World:
         counts = np.where(heavy, 1 + np.floor(rng.random(n) ** (-1 / 1.35)), 1).astype(np.int64)
         counts = np.minimum(counts, max(1, min(3000, self.sizes.items // 2)))
         # Genre taste follows the user's factors, so what users pick and how they rate agree.
-        logits = (uf @ self.genre_centers.T) * 1.0
+        logits = (uf @ self.genre_centers.T) * 5.0
         gp = np.exp(logits - logits.max(axis=1, keepdims=True))
         gp /= gp.sum(axis=1, keepdims=True)
         year = rng.choice(self.years, size=n, p=self.year_p)
         start = np.array([dt.datetime(int(y), 1, 1, tzinfo=dt.timezone.utc).timestamp() for y in year])
         start = start + rng.random(n) * 365 * 86400
-        return {"f": uf, "b": ub, "counts": counts, "genre_p": gp, "start": start, "rng": rng}
+        zf = rng.normal(0.0, 1.0, (n, k)) / np.sqrt(k) * 1.5  # rating-only user factors
+        return {"f": uf, "z": zf, "b": ub, "counts": counts, "genre_p": gp, "start": start, "rng": rng}
+
+    def latent(self, u: dict, owner: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Noise-free rating propensity: biases + taste match + rating-only factor match."""
+        return (u["b"][owner] + self.item_b[item]
+                + 0.5 * np.einsum("ij,ij->i", u["f"][owner], self.item_f[item])
+                + np.einsum("ij,ij->i", u["z"][owner], self.item_w[item]))
 
     def reviews_for(self, u: dict) -> dict:
         rng = u["rng"]
@@ -167,8 +176,7 @@ class World:
         _, first = np.unique(owner * np.int64(self.sizes.items) + item, return_index=True)
         keep = np.sort(first)
         owner, item = owner[keep], item[keep]
-        latent = (u["b"][owner] + self.item_b[item] + np.einsum("ij,ij->i", u["f"][owner], self.item_f[item])
-                  + rng.normal(0.0, 0.3, len(owner)))
+        latent = self.latent(u, owner, item) + rng.normal(0.0, 0.3, len(owner))
         stars = 1 + np.searchsorted(self.thresholds, latent)
         # Each user's reviews fall in an active period that grows with their number of reviews.
         span = np.minimum(np.bincount(owner, minlength=len(counts)) * 40.0, 3 * 365.0) * 86400
@@ -181,8 +189,7 @@ class World:
         self.thresholds = np.zeros(4)
         u = self.users(1 << 30, 20000)  # a chunk id no real run reaches
         r = self.reviews_for(u)
-        latent = (u["b"][r["owner"]] + self.item_b[r["item"]]
-                  + np.einsum("ij,ij->i", u["f"][r["owner"]], self.item_f[r["item"]]))
+        latent = self.latent(u, r["owner"], r["item"])
         latent = latent + np.random.default_rng([self.seed, 2]).normal(0.0, 0.3, len(latent))
         return np.quantile(latent, np.cumsum(STAR_SHARE)[:-1])
 

@@ -1,7 +1,9 @@
 """Rating baselines and error metrics computed in Spark (nothing collected but the results)."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+import math
+
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from recjob.schema import ITEM_IDX, USER_IDX
@@ -36,3 +38,43 @@ def baseline_errors(train: DataFrame, test: DataFrame, label: str = RATING) -> d
     b_rmse, b_mae = rmse_mae(pred, "p_bias", label)
     return {"global_mean": mu, "global_mean_rmse": g_rmse, "global_mean_mae": g_mae,
             "bias_rmse": b_rmse, "bias_mae": b_mae}
+
+
+def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
+                    user: str = USER_IDX, item: str = ITEM_IDX, rank: str = "rank") -> dict[str, float]:
+    """Top-k metrics averaged over the users that have at least one relevant item.
+
+    ``recs``: (user, item, rank 1..), ``relevant``: (user, item) held-out pairs. Users with relevant items
+    but no recommendations count as zeros. Definitions, per user u with relevant set R_u and hits at ranks r:
+    HR = [any hit]; Precision = hits / k; Recall = hits / |R_u|; NDCG = sum 1/log2(r+1) / IDCG(min(|R_u|, k));
+    MAP = sum over hits of precision@r / min(|R_u|, k). Coverage = distinct recommended items / n_items.
+    """
+    top = recs.where(F.col(rank) <= k).select(user, item, rank)
+    rel = relevant.select(user, item).distinct()
+    n_rel = rel.groupBy(user).agg(F.count(F.lit(1)).alias("n_rel"))
+    hits = top.join(rel, [user, item], "inner")
+    # precision at each hit's rank = (number of hits at or before it) / rank
+    w = Window.partitionBy(user).orderBy(rank)
+    hits = hits.withColumn("hits_so_far", F.row_number().over(w))
+    per_user = hits.groupBy(user).agg(
+        F.count(F.lit(1)).alias("hits"),
+        F.sum(1.0 / F.log2(F.col(rank) + 1.0)).alias("dcg"),
+        F.sum(F.col("hits_so_far") / F.col(rank)).alias("ap_sum"))
+    # IDCG(m) = sum_{i=1..m} 1/log2(i+1), looked up from a small table
+    idcg = per_user.sparkSession.createDataFrame(
+        [(m, float(sum(1.0 / math.log2(i + 1) for i in range(1, m + 1)))) for m in range(1, k + 1)],
+        "m int, idcg double")
+    users = (n_rel.join(per_user, user, "left").na.fill(0, ["hits", "dcg", "ap_sum"])
+             .withColumn("m", F.least(F.col("n_rel"), F.lit(k)).cast("int"))
+             .join(F.broadcast(idcg), "m"))
+    row = users.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.avg((F.col("hits") > 0).cast("double")).alias("hr"),
+        F.avg(F.col("hits") / k).alias("precision"),
+        F.avg(F.col("hits") / F.col("n_rel")).alias("recall"),
+        F.avg(F.col("dcg") / F.col("idcg")).alias("ndcg"),
+        F.avg(F.col("ap_sum") / F.col("m")).alias("map")).first()
+    coverage = top.select(item).distinct().count() / max(n_items, 1)
+    out = {name: float(row[name] or 0.0) for name in ("hr", "precision", "recall", "ndcg", "map")}
+    out.update(users=int(row["users"]), coverage=float(coverage), k=k)
+    return out

@@ -48,11 +48,46 @@ def build(n_users: int, n_items: int, cfg: TrainConfig, global_mean: float):
     return model
 
 
+NEG_IN = "neg_idx"
+RATING_MODELS = ("dot", "mlp")
+
+
+def build_bpr(n_users: int, n_items: int, cfg: TrainConfig):
+    """BPR (Rendle et al. 2009): score(u, i) = <p_u, q_i> + b_i, trained so that an item the user chose
+    scores above a sampled one: loss = -log sigmoid(score(u, i) - score(u, j)). The model's output is the
+    score difference; the factors and item biases are what scoring uses."""
+    import keras
+    from keras import layers, regularizers
+
+    reg = regularizers.l2(cfg.l2) if cfg.l2 > 0 else None
+    breg = regularizers.l2(cfg.bias_l2) if cfg.bias_l2 > 0 else None
+    u_in = keras.Input(shape=(), dtype="int32", name=USER_IN)
+    i_in = keras.Input(shape=(), dtype="int32", name=ITEM_IN)
+    j_in = keras.Input(shape=(), dtype="int32", name=NEG_IN)
+    user_emb = layers.Embedding(n_users, cfg.factors, name=USER_EMB, activity_regularizer=reg,
+                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=cfg.seed))
+    item_emb = layers.Embedding(n_items, cfg.factors, name=ITEM_EMB, activity_regularizer=reg,
+                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=cfg.seed + 1))
+    item_bias = layers.Embedding(n_items, 1, name=ITEM_BIAS, embeddings_initializer="zeros", activity_regularizer=breg)
+    p = user_emb(u_in)
+    s_pos = layers.Add()([layers.Dot(axes=1)([p, item_emb(i_in)]), item_bias(i_in)])
+    s_neg = layers.Add()([layers.Dot(axes=1)([p, item_emb(j_in)]), item_bias(j_in)])
+    out = layers.Reshape((), name="margin")(layers.Subtract()([s_pos, s_neg]))
+    model = keras.Model({USER_IN: u_in, ITEM_IN: i_in, NEG_IN: j_in}, out, name="recjob_bpr")
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
 def factors(model) -> dict[str, np.ndarray]:
     """The learned user/item factor matrices and biases (the MLP's embeddings are its factors)."""
+    names = {layer.name for layer in model.layers}
+    item = model.get_layer(ITEM_EMB).get_weights()[0]
+    user = model.get_layer(USER_EMB).get_weights()[0]
     return {
-        "user": model.get_layer(USER_EMB).get_weights()[0],
-        "item": model.get_layer(ITEM_EMB).get_weights()[0],
-        "user_bias": model.get_layer(USER_BIAS).get_weights()[0][:, 0],
+        "user": user,
+        "item": item,
+        "user_bias": (model.get_layer(USER_BIAS).get_weights()[0][:, 0] if USER_BIAS in names
+                      else np.zeros(len(user), np.float32)),
         "item_bias": model.get_layer(ITEM_BIAS).get_weights()[0][:, 0],
     }

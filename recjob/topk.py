@@ -1,7 +1,15 @@
-"""Top-k per row of a score matrix, with exclusions and a deterministic tie-break on the column index."""
+"""Top-k per row of a score matrix (numpy), with exclusions and a deterministic tie-break on the column index,
+and the Spark side: top-N per user inside executors with the item factors broadcast."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from recjob import schema as S
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,3 +58,58 @@ def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
         if len(cols):
             scores[r, cols] = -np.inf
     return top_k(scores, k)
+
+
+OUT_SCHEMA = f"{S.USER_IDX} int, {S.USER} string, {S.RANK} int, {S.ITEM_IDX} int, {S.SCORE} float"
+
+
+def item_matrix(items: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Item factors as arrays with columns ordered by asin (the tie-break order)."""
+    items = items.sort_values(S.ITEM, kind="stable").reset_index(drop=True)
+    return {
+        "factors": np.stack(items["factors"].to_numpy()).astype(np.float32) if len(items) else np.zeros((0, 0), np.float32),
+        "bias": items["bias"].to_numpy(np.float32),
+        "item_idx": items[S.ITEM_IDX].to_numpy(np.int32),
+        "asin": items[S.ITEM].to_numpy(),
+    }
+
+
+def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, block: int,
+              global_mean: float) -> DataFrame:
+    """Rows (user_idx, reviewerID, rank, item_idx, score) for every user of ``users``.
+
+    ``users``: (user_idx, reviewerID, bias, factors); ``seen_cols``: (user_idx, cols) with cols the item
+    *column positions* in ``matrix`` to exclude. score is the predicted rating.
+    """
+    spark = users.sparkSession
+    bc = spark.sparkContext.broadcast(matrix)
+
+    def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        m = bc.value
+        vf, vb, vidx = m["factors"], m["bias"], m["item_idx"]
+        for pdf in batches:
+            for start in range(0, len(pdf), block):
+                b = pdf.iloc[start:start + block]
+                uf = np.stack(b["factors"].to_numpy()).astype(np.float32)
+                seen = [np.asarray(c, dtype=np.int64) if c is not None else np.empty(0, np.int64) for c in b["cols"]]
+                idx, val = score_block(uf, vf, vb, seen, top_n)
+                ok = idx >= 0
+                rows, ranks = np.nonzero(ok)
+                yield pd.DataFrame({
+                    S.USER_IDX: b[S.USER_IDX].to_numpy(np.int32)[rows],
+                    S.USER: b[S.USER].to_numpy()[rows],
+                    S.RANK: (ranks + 1).astype(np.int32),
+                    S.ITEM_IDX: vidx[idx[ok]],
+                    S.SCORE: (val[ok] + b["bias"].to_numpy(np.float32)[rows] + np.float32(global_mean)).astype(np.float32),
+                })
+
+    joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
+    return joined.mapInPandas(fn, OUT_SCHEMA)
+
+
+def seen_columns(reviews: DataFrame, users: DataFrame, item_cols: DataFrame) -> DataFrame:
+    """(user_idx, cols): the matrix columns of every item each user reviewed."""
+    return (reviews.select(S.USER, S.ITEM)
+            .join(users.select(S.USER, S.USER_IDX), S.USER)
+            .join(F.broadcast(item_cols), S.ITEM)
+            .groupBy(S.USER_IDX).agg(F.array_sort(F.collect_set("col")).alias("cols")))

@@ -1,6 +1,7 @@
 """One session-scoped local SparkSession for all tests; data is built in code or generated small."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def spark_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spark(spark_dir):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for noisy in ("petastorm", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from recjob import config, spark as session
 
     cfg = config.load(None, [f"data_dir={spark_dir}", "spark.master=local[2]",

@@ -8,7 +8,8 @@ from conftest import ROOT
 
 def test_shipped_configs_load():
     local = config.load(str(ROOT / "conf" / "local.yaml"))
-    assert local.train.model == "dot" and local.sample.start == "2018-01-01"
+    assert local.train.model == "bpr" and local.sample.start == "2018-01-01"
+    assert (local.train.l2, local.train.bias_l2) == (0.01, 0.0)  # the model default applies
     cluster = config.load(str(ROOT / "conf" / "cluster.example.yaml"))
     assert cluster.path("shards") == "hdfs:///data/recjob/shards"
     assert cluster.spark.conf["spark.hadoop.hive.metastore.uris"].startswith("thrift://")
@@ -48,3 +49,9 @@ def test_relative_paths_resolve_under_data_dir(tmp_path):
     assert cfg.path("raw/x.json") == str(tmp_path / "raw" / "x.json")
     assert cfg.path("s3a://b/x") == "s3a://b/x"
     assert cfg.ds_path("shards", "2020-01-02") == str(tmp_path / "shards" / "ds=2020-01-02")
+
+
+def test_model_defaults_and_explicit_values():
+    assert config.load(None, ["train.model=dot"]).train.l2 == 0.15
+    assert config.load(None, ["train.model=dot", "train.l2=0.5"]).train.l2 == 0.5
+    assert config.load(None, ["train.model=bpr"]).train.bias_l2 == 0.0

@@ -8,7 +8,7 @@ from conftest import ROOT
 
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
 
-STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "publish"]
+STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
 
 
 @pytest.fixture(scope="module")

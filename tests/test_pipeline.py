@@ -60,13 +60,42 @@ def test_every_user_gets_n_unseen_ranked_items(spark, e2e):
     assert set(recs[S.USER]) <= set(reviews[S.USER])
 
 
-def test_model_learns_the_planted_structure(spark, e2e):
+def _evaluation(spark, cfg, split):
+    rows = warehouse.read_partition(spark, cfg.table("evaluation"), DS).where(F.col("split") == split).collect()
+    out = {}
+    for r in rows:
+        out.setdefault(r["model"], {})[r["metric"]] = r["value"]
+    return out
+
+
+def test_ranking_model_beats_popularity_and_als(spark, e2e):
     cfg = e2e[0]
-    run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
-    result = json.loads(run["result"])
+    ev = _evaluation(spark, cfg, "test")
+    assert ev["model"]["ndcg@10"] > 1.2 * ev["popularity"]["ndcg@10"], ev
+    assert ev["model"]["hr@10"] > ev["als_implicit"]["hr@10"], ev
+    assert set(ev) >= {"model", "popularity", "als_implicit", "global_mean", "bias", "als"}
+
+
+def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, generated, tmp_path):
+    """The dot model predicts ratings well but ranks poorly: evaluate records both, publish refuses it."""
+    from recjob import config
+    from recjob.stages.publish import GateFailed
+
+    cfg = config.load(None, [f"data_dir={tmp_path}", "database=e2e_dot", "train.model=dot",
+                             f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
+                             "sample.start=2008-01-01", "sample.end=2019-01-01",
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3"])
+    pipeline.run(cfg, spark, DS, last="evaluate")
+    result = json.loads(warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()["result"])
     base = result["validation_baselines"]
     assert result["val_rmse"] < 0.95 * base["global_mean_rmse"], result
     assert result["val_rmse"] < base["bias_rmse"], result
+    ev = _evaluation(spark, cfg, "validation")
+    assert ev["model"]["rmse"] == pytest.approx(result["val_rmse"])
+    assert ev["model"]["ndcg@10"] < ev["popularity"]["ndcg@10"]  # a rating model ranks poorly
+    with pytest.raises(GateFailed, match="quality gate failed"):
+        pipeline.run_stage("publish", cfg, spark, DS)
+    assert not warehouse.table_exists(spark, cfg.table("recommendations"))
 
 
 def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):
@@ -77,7 +106,7 @@ def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):
     a = first.sort_values(key).reset_index(drop=True)
     b = second.sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
-    for table in ("reviews", "interactions", "user_index", "item_index", "scores"):
+    for table in ("reviews", "interactions", "user_index", "item_index", "scores", "evaluation"):
         counts = spark.table(cfg.table(table)).groupBy("ds").count().collect()
         assert len(counts) == 1, table  # one partition, no duplicates appended
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from recjob import schema as S
-from recjob.stages import score
+from recjob import topk
 
 
 def test_spark_scoring_matches_numpy_reference(spark):
@@ -15,7 +15,7 @@ def test_spark_scoring_matches_numpy_reference(spark):
     ub = rng.normal(size=n_users).astype(np.float32)
     asins = [f"A{j:03d}" for j in rng.permutation(n_items)]  # asin order differs from index order
     items = pd.DataFrame({S.ITEM_IDX: np.arange(n_items), S.ITEM: asins, "bias": vb, "factors": list(vf)})
-    matrix = score.item_matrix(items)
+    matrix = topk.item_matrix(items)
     users = spark.createDataFrame(pd.DataFrame({S.USER_IDX: np.arange(n_users, dtype=np.int32),
                                                 S.USER: [f"U{i}" for i in range(n_users)],
                                                 "bias": ub, "factors": [list(map(float, r)) for r in uf]}))
@@ -25,7 +25,7 @@ def test_spark_scoring_matches_numpy_reference(spark):
     seen = spark.createDataFrame(pd.DataFrame({S.USER_IDX: list(seen_items),
                                                "cols": [sorted(int(col_of[asins[i]]) for i in s) for s in seen_items.values()]}))
     top_n, mean = 5, 3.5
-    got = score.recommend(users, seen, matrix, top_n, block=4, global_mean=mean).toPandas()
+    got = topk.recommend(users, seen, matrix, top_n, block=4, global_mean=mean).toPandas()
 
     rows = []
     for u in range(n_users):

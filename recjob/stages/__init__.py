@@ -9,7 +9,7 @@ from typing import Iterator
 
 log = logging.getLogger("recjob.stages")
 
-ORDER = ("ingest", "sample", "ids", "shards", "train", "score", "publish")
+ORDER = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """publish: scores -> the ``recommendations`` table that analysts query (original ids, titles, ranks).
 
 One ds partition per run, replaced on rerun (dynamic partition overwrite), other dates untouched.
-Before writing, the scores are checked: ranks 1..n per user with no gaps or duplicates and no
-duplicate items per user; a failed check stops the publish and keeps the previous partition.
+Before writing, the quality gate (gate.*) compares the model with the baselines on the validation split
+(evaluate stage), and the scores are checked: ranks 1..n per user with no gaps or duplicates and no duplicate
+items per user. A failed gate or check stops the publish and keeps the previous partitions.
 """
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from pyspark.sql import functions as F
 
 from recjob import schema as S
 from recjob import warehouse
-from recjob.config import Config
+from recjob.config import Config, GateConfig
 from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
 COLUMNS = [S.USER, S.RANK, S.ITEM, S.TITLE, S.SCORE]
+RATING_MODELS = ("dot", "mlp")
+
+
+class GateFailed(RuntimeError):
+    """The new model does not beat the baselines: the publish is refused."""
 
 
 def transform(scores: DataFrame, item_index: DataFrame, items: DataFrame) -> DataFrame:
@@ -43,8 +49,40 @@ def check(recs: DataFrame) -> list[str]:
     return problems
 
 
+def gate(evaluation: dict, model_kind: str, cfg: GateConfig, k: int) -> list[str]:
+    """Reasons not to publish, from the validation metrics ({model: {metric: value}}); empty: publish."""
+    reasons = []
+    ndcg = f"ndcg@{k}"
+    model, pop = evaluation.get("model", {}), evaluation.get("popularity", {})
+    if ndcg not in model or ndcg not in pop:
+        return [f"no validation {ndcg} for the model and the popularity baseline: run the evaluate stage"]
+    if model[ndcg] < cfg.min_ndcg_vs_popularity * pop[ndcg]:
+        reasons.append(f"validation {ndcg} {model[ndcg]:.4f} is below {cfg.min_ndcg_vs_popularity:g} x "
+                       f"popularity's {pop[ndcg]:.4f}")
+    if model_kind in RATING_MODELS:
+        rmse, bias = model.get("rmse"), evaluation.get("bias", {}).get("rmse")
+        if rmse is None or bias is None:
+            reasons.append("no validation RMSE for the model and the bias baseline")
+        elif rmse > cfg.max_rmse_vs_bias * bias:
+            reasons.append(f"validation RMSE {rmse:.4f} is above {cfg.max_rmse_vs_bias:g} x the bias baseline's {bias:.4f}")
+    return reasons
+
+
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("publish", ds) as report:
+        if cfg.gate.enabled:
+            rows = (warehouse.read_partition(spark, cfg.table("evaluation"), ds)
+                    .where(F.col(S.SPLIT) == S.VALIDATION).collect())
+            evaluation: dict = {}
+            for r in rows:
+                evaluation.setdefault(r["model"], {})[r["metric"]] = r["value"]
+            kind = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"]
+            reasons = gate(evaluation, kind, cfg.gate, cfg.evaluate.k)
+            if reasons:
+                raise GateFailed(f"publish: quality gate failed for ds={ds}, nothing published (the previous "
+                                 f"partitions of {cfg.table('recommendations')} are unchanged): " + "; ".join(reasons)
+                                 + " (thresholds: gate.*; gate.enabled=false to skip)")
+            report["gate"] = "passed"
         scores = warehouse.read_partition(spark, cfg.table("scores"), ds)
         item_index = warehouse.read_partition(spark, cfg.table("item_index"), ds)
         items = warehouse.read_partition(spark, cfg.table("items"), ds)

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from recjob import metrics
 from recjob import model as M
 from recjob import schema as S
-from recjob import warehouse
+from recjob import topk, warehouse
 from recjob.config import Config, TrainConfig
 from recjob.stages import stage_timer
 
@@ -62,26 +62,72 @@ def evaluate_url(model, url: str, cfg: TrainConfig, batch_size: int = 16384) -> 
     return math.sqrt(sse / n), sae / n, n
 
 
-def _callback(url: str, cfg: TrainConfig):
+class RankingProbe:
+    """Validation NDCG@k of a factor model on a seeded sample of validation users, train items excluded.
+
+    Sized by the sample (its users' train and validation rows are read with a filter), not by the data."""
+
+    def __init__(self, train_url: str, val_url: str, cfg: TrainConfig, k: int = 10):
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+        from pyarrow import fs as pafs
+
+        def table(url, users=None):
+            fs, path = pafs.FileSystem.from_uri(url)
+            d = pads.dataset(path, filesystem=fs, format="parquet")
+            flt = None if users is None else pc.field(M.USER_IN).isin(users)
+            return d.to_table(columns=[M.USER_IN, M.ITEM_IN], filter=flt).to_pandas()
+
+        val = table(val_url)
+        users = np.unique(val[M.USER_IN].to_numpy())
+        rng = np.random.default_rng(cfg.seed)
+        if len(users) > cfg.ranking_probe_users:
+            users = np.sort(rng.choice(users, cfg.ranking_probe_users, replace=False))
+        self.users, self.k = users, k
+        val = val[val[M.USER_IN].isin(users)]
+        train = table(train_url, pa_list(users))
+        self.relevant = val.groupby(M.USER_IN)[M.ITEM_IN].apply(lambda s: set(s.tolist())).reindex(users).tolist()
+        seen = train.groupby(M.USER_IN)[M.ITEM_IN].apply(lambda s: s.to_numpy()).reindex(users)
+        self.seen = [x if isinstance(x, np.ndarray) else np.empty(0, np.int64) for x in seen.tolist()]
+        self.discount = 1.0 / np.log2(np.arange(2, k + 2))
+
+    def ndcg(self, model) -> float:
+        f = M.factors(model)
+        total = 0.0
+        for start in range(0, len(self.users), 512):
+            u = self.users[start:start + 512]
+            idx, _ = topk.score_block(f["user"][u], f["item"], f["item_bias"], self.seen[start:start + 512], self.k)
+            for row, rel in zip(idx, self.relevant[start:start + 512]):
+                gains = np.array([c in rel for c in row], dtype=np.float64)
+                ideal = self.discount[:min(len(rel), self.k)].sum()
+                total += float(gains @ self.discount) / ideal
+        return total / max(len(self.users), 1)
+
+
+def pa_list(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(values.astype(np.int32))
+
+
+def _callback(monitor, cfg: TrainConfig):
+    """Early stopping on ``monitor(model) -> (value, logs)``, to be maximised; best weights kept."""
     import keras
 
     class ValidateAndStop(keras.callbacks.Callback):
-        """Exact validation RMSE per epoch, early stopping on it, best weights restored at the end."""
-
         def __init__(self):
             super().__init__()
-            self.best, self.best_epoch, self.best_weights, self.wait, self.history = math.inf, 0, None, 0, []
+            self.best, self.best_epoch, self.best_weights, self.wait, self.history = -math.inf, 0, None, 0, []
 
         def on_epoch_end(self, epoch, logs=None):
-            rmse, mae, _ = evaluate_url(self.model, url, cfg)
+            value, extra = monitor(self.model)
             logs = logs if logs is not None else {}
-            logs["val_rmse"], logs["val_mae"] = rmse, mae
-            self.history.append({"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-                                 "rmse": float(logs.get("rmse", float("nan"))), "val_rmse": rmse, "val_mae": mae})
-            log.info("train: epoch %d: train rmse %.4f, validation rmse %.4f mae %.4f", epoch + 1,
-                     logs.get("rmse", float("nan")), rmse, mae)
-            if rmse < self.best - 1e-5:
-                self.best, self.best_epoch, self.wait = rmse, epoch + 1, 0
+            logs.update(extra)
+            entry = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+            self.history.append(entry)
+            log.info("train: epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
+            if value > self.best + 1e-5:
+                self.best, self.best_epoch, self.wait = value, epoch + 1, 0
                 self.best_weights = self.model.get_weights()
             else:
                 self.wait += 1
@@ -98,19 +144,49 @@ def _callback(url: str, cfg: TrainConfig):
 
 def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: int, global_mean: float,
         cfg: TrainConfig):
-    """Train a model on the shards at ``train_url``; return (model, callback with history and best epoch)."""
+    """Train a model on the shards at ``train_url``; return (model, callback with history and best epoch).
+
+    Rating models stop on exact validation RMSE; bpr on validation NDCG@10 of a user sample."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model = M.build(n_users, n_items, cfg, global_mean)
     steps = max(1, math.ceil(train_rows / cfg.batch_size))
-    cb = _callback(val_url, cfg)
+    if cfg.model in M.RATING_MODELS:
+        model = M.build(n_users, n_items, cfg, global_mean)
+
+        def monitor(m):
+            rmse, mae, _ = evaluate_url(m, val_url, cfg)
+            return -rmse, {"val_rmse": rmse, "val_mae": mae}
+    else:
+        model = M.build_bpr(n_users, n_items, cfg)
+        probe = RankingProbe(train_url, val_url, cfg)
+
+        def monitor(m):
+            ndcg = probe.ndcg(m)
+            return ndcg, {"val_ndcg@10": ndcg}
+    cb = _callback(monitor, cfg)
     with _reader(train_url, None, cfg, shuffle=True) as reader:
-        model.fit(_dataset(reader, cfg.batch_size), epochs=cfg.max_epochs, steps_per_epoch=steps,
+        data = _dataset(reader, cfg.batch_size)
+        if cfg.model not in M.RATING_MODELS:
+            data = data.map(_with_negatives(n_items, cfg.seed))
+        model.fit(data, epochs=cfg.max_epochs, steps_per_epoch=steps,
                   callbacks=[cb], verbose=0, shuffle=False)  # rows are shuffled in the shards
     return model, cb
+
+
+def _with_negatives(n_items: int, seed: int):
+    """Add one uniformly sampled negative item per row; the label of every pair is 1 (positive first)."""
+    import tensorflow as tf
+
+    gen = tf.random.Generator.from_seed(seed)
+
+    def add(x, y):
+        neg = gen.uniform(tf.shape(y), minval=0, maxval=n_items, dtype=tf.int32)
+        return {**x, M.NEG_IN: neg}, tf.ones_like(y)
+
+    return add
 
 
 def _write_factors(matrix: np.ndarray, bias: np.ndarray, url: str) -> None:
@@ -174,10 +250,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         model, cb = fit(warehouse.file_url(tr["path"]), warehouse.file_url(va["path"]), int(tr["rows"]),
                         n_users, n_items, mean, t)
         fit_seconds = time.monotonic() - t0
+        best = cb.history[cb.best_epoch - 1] if cb.best_epoch else {}
         result = {"model": t.model, "epochs": len(cb.history), "best_epoch": cb.best_epoch,
-                  "val_rmse": cb.best, "fit_seconds": round(fit_seconds, 1),
+                  **{k: v for k, v in best.items() if k.startswith("val_")},
+                  "fit_seconds": round(fit_seconds, 1),
                   "train_rows_per_second": round(len(cb.history) * tr["rows"] / max(fit_seconds, 1e-9))}
-        if stats[S.TEST]["rows"]:
+        if stats[S.TEST]["rows"] and t.model in M.RATING_MODELS:
             rmse, mae, _ = evaluate_url(model, warehouse.file_url(stats[S.TEST]["path"]), t)
             result.update(test_rmse=rmse, test_mae=mae)
         # Baselines on the same split, for the record (the evaluate stage compares more).
@@ -187,8 +265,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 base = metrics.baseline_errors(train_df, spark.read.parquet(stats[split]["path"]))
                 result[f"{split}_baselines"] = base
         vb = result[f"{S.VALIDATION}_baselines"]
-        log.info("train: validation rmse %.4f (best epoch %d of %d); global mean %.4f, bias-only %.4f",
-                 cb.best, cb.best_epoch, len(cb.history), vb["global_mean_rmse"], vb["bias_rmse"])
+        if t.model in M.RATING_MODELS:
+            log.info("train: validation rmse %.4f (best epoch %d of %d); global mean %.4f, bias-only %.4f",
+                     result["val_rmse"], cb.best_epoch, len(cb.history), vb["global_mean_rmse"], vb["bias_rmse"])
+        else:
+            log.info("train: validation NDCG@10 %.4f on a user sample (best epoch %d of %d)",
+                     result["val_ndcg@10"], cb.best_epoch, len(cb.history))
 
         model_dir = cfg.ds_path("models", ds)
         model_path = _save_model(model, model_dir)

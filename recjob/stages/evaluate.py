@@ -1,0 +1,161 @@
+"""evaluate: the model against baselines on the same split, recorded per ds; the publish gate reads it.
+
+Rating metrics (RMSE, MAE) and top-k ranking metrics (HR, Precision, Recall, NDCG, MAP, coverage) over the
+full item catalogue, with the user's earlier items excluded, for the model and for: global mean, user+item
+bias, item popularity, Spark MLlib ALS explicit (rating) and ALS implicit (ranking). Everything is computed
+in Spark; the top-k lists come from the same blocked scoring the score stage uses.
+
+For the validation split the excluded items are the user's train items; for the test split, train and
+validation items. Relevant items are the held-out items of the split.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recjob import metrics
+from recjob import schema as S
+from recjob import topk, warehouse
+from recjob.config import Config, EvaluateConfig
+from recjob.stages import stage_timer
+
+log = logging.getLogger(__name__)
+
+RANKING = ("hr", "precision", "recall", "ndcg", "map", "coverage")
+
+
+def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int) -> DataFrame:
+    matrix = topk.item_matrix(items_pdf)
+    cols = spark.createDataFrame(pd.DataFrame({S.ITEM_IDX: matrix["item_idx"],
+                                               "col": np.arange(len(matrix["item_idx"]), dtype=np.int32)}))
+    seen_cols = (seen.join(F.broadcast(cols), S.ITEM_IDX)
+                 .groupBy(S.USER_IDX).agg(F.array_sort(F.collect_set("col")).alias("cols")))
+    return topk.recommend(users_df, seen_cols, matrix, k, block, 0.0)
+
+
+def _index_items(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Item frames keyed by index: the 'asin' used for tie-breaks is the zero-padded index."""
+    out = pdf.copy()
+    out[S.ITEM] = out[S.ITEM_IDX].map(lambda i: f"{int(i):012d}")
+    return out
+
+
+def popularity_factors(train: DataFrame, users: DataFrame) -> tuple[DataFrame, pd.DataFrame]:
+    """Popularity as a 1-factor model: user factor 1, item factor = number of train ratings."""
+    counts = train.groupBy(S.ITEM_IDX).agg(F.count(F.lit(1)).cast("float").alias("n")).toPandas()
+    items = pd.DataFrame({S.ITEM_IDX: counts[S.ITEM_IDX], "bias": np.float32(0),
+                          "factors": [np.array([v], np.float32) for v in counts["n"]]})
+    u = users.select(S.USER_IDX, F.lit("").alias(S.USER), F.lit(0.0).cast("float").alias("bias"),
+                     F.array(F.lit(1.0).cast("float")).alias("factors"))
+    return u, _index_items(items)
+
+
+def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool):
+    als = ALS(rank=cfg.als_rank, regParam=cfg.als_implicit_reg if implicit else cfg.als_reg,
+              maxIter=cfg.als_iterations, implicitPrefs=implicit, alpha=cfg.als_alpha, seed=cfg.seed,
+              userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol="rating", coldStartStrategy="nan",
+              nonnegative=False)
+    data = train.withColumn("rating", F.lit(1.0)) if implicit else train
+    return als.fit(data), als
+
+
+def als_factors(model) -> tuple[DataFrame, pd.DataFrame]:
+    u = model.userFactors.select(F.col("id").cast("int").alias(S.USER_IDX), F.lit("").alias(S.USER),
+                                 F.lit(0.0).cast("float").alias("bias"), F.col("features").alias("factors"))
+    items = model.itemFactors.select(F.col("id").cast("int").alias(S.ITEM_IDX), F.col("features").alias("factors")).toPandas()
+    items["bias"] = np.float32(0)
+    items["factors"] = items["factors"].map(lambda v: np.asarray(v, np.float32))
+    return u, _index_items(items)
+
+
+def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame, pd.DataFrame]:
+    u = warehouse.read_partition(spark, cfg.table("user_factors"), ds).select(
+        S.USER_IDX, F.lit("").alias(S.USER), "bias", "factors")
+    items = warehouse.read_partition(spark, cfg.table("item_factors"), ds).select(S.ITEM_IDX, "bias", "factors").toPandas()
+    return u, _index_items(items)
+
+
+def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
+                   n_items: int, cfg: EvaluateConfig, block: int) -> list[dict]:
+    """Ranking metrics of every candidate (name -> (users frame, items pdf)) on one held-out split."""
+    rows = []
+    relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
+    if cfg.relevance_threshold > 0:
+        relevant = heldout.where(F.col("rating") >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
+    eval_users = relevant.select(S.USER_IDX).distinct()
+    for name, (users_df, items_pdf) in candidates.items():
+        users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
+        recs = _top(spark, users_df, items_pdf, seen, cfg.k, block).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
+        m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
+        log.info("evaluate %s %s: NDCG@%d %.4f HR %.4f P %.4f R %.4f MAP %.4f coverage %.3f (%d users)", split,
+                 name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
+        rows += [(split, name, f"{metric}@{cfg.k}" if metric != "coverage" else metric, float(m[metric]))
+                 for metric in RANKING]
+    return rows
+
+
+def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict) -> list[tuple]:
+    base = metrics.baseline_errors(train, heldout)
+    mu = base["global_mean"]
+    rows = [(split, "global_mean", "rmse", base["global_mean_rmse"]), (split, "global_mean", "mae", base["global_mean_mae"]),
+            (split, "bias", "rmse", base["bias_rmse"]), (split, "bias", "mae", base["bias_mae"])]
+    pred = als_explicit.transform(heldout).withColumn(
+        "prediction", F.when(F.isnan("prediction"), F.lit(mu)).otherwise(F.col("prediction")))
+    a_rmse, a_mae = metrics.rmse_mae(pred, "prediction")
+    rows += [(split, "als", "rmse", a_rmse), (split, "als", "mae", a_mae)]
+    key = "val" if split == S.VALIDATION else "test"
+    for metric in ("rmse", "mae"):
+        if model_result.get(f"{key}_{metric}") is not None:
+            rows.append((split, "model", metric, float(model_result[f"{key}_{metric}"])))
+    return rows
+
+
+def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
+    with stage_timer("evaluate", ds) as report:
+        e = cfg.evaluate
+        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
+        frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
+        train = frames[S.TRAIN]
+        run_row = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
+        result = json.loads(run_row["result"])
+        users = train.select(S.USER_IDX).distinct()
+        n_items = train.select(S.ITEM_IDX).distinct().count()
+
+        als_exp, _ = als_model(train, e, implicit=False)
+        als_imp, _ = als_model(train, e, implicit=True)
+        candidates = {"model": model_factors(spark, cfg, ds), "popularity": popularity_factors(train, users),
+                      "als_implicit": als_factors(als_imp)}
+        rows: list[tuple] = []
+        seen = train.select(S.USER_IDX, S.ITEM_IDX)
+        for split in (S.VALIDATION, S.TEST):
+            if split not in frames:
+                continue
+            heldout = frames[split]
+            rows += rating_rows(split, train, heldout, als_exp, result)
+            rows += evaluate_split(spark, split, heldout, seen, candidates, n_items, e, cfg.score.block_users)
+            seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
+        settings = json.dumps({"k": e.k, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_reg": e.als_implicit_reg,
+                                                 "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed},
+                               "bias_reg": 10.0, "model": run_row["model"], "relevance_threshold": e.relevance_threshold})
+        table = spark.createDataFrame([(*r, settings) for r in rows],
+                                      "split string, model string, metric string, value double, settings string")
+        n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
+        for f in frames.values():
+            f.unpersist()
+        report["wrote"] = {cfg.table("evaluation"): n}
+        report["metrics"] = summary(rows, e.k)
+    return report
+
+
+def summary(rows: list[tuple], k: int) -> dict:
+    """{split: {model: {metric: value}}} from evaluation rows."""
+    out: dict = {}
+    for split, model, metric, value in rows:
+        out.setdefault(split, {}).setdefault(model, {})[metric] = round(value, 4)
+    return out

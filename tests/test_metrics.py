@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recjob import metrics
+from recjob.config import GateConfig
+from recjob.stages.publish import gate
+
+
+def reference(recs: dict, relevant: dict, k: int, n_items: int) -> dict:
+    out = {m: [] for m in ("hr", "precision", "recall", "ndcg", "map")}
+    for u, rel in relevant.items():
+        top = recs.get(u, [])[:k]
+        hits = [i for i in top if i in rel]
+        out["hr"].append(float(bool(hits)))
+        out["precision"].append(len(hits) / k)
+        out["recall"].append(len(hits) / len(rel))
+        dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(top) if i in rel)
+        idcg = sum(1 / math.log2(r + 2) for r in range(min(len(rel), k)))
+        out["ndcg"].append(dcg / idcg)
+        ap, h = 0.0, 0
+        for r, i in enumerate(top):
+            if i in rel:
+                h += 1
+                ap += h / (r + 1)
+        out["map"].append(ap / min(len(rel), k))
+    res = {m: float(np.mean(v)) for m, v in out.items()}
+    res["coverage"] = len({i for lst in recs.values() for i in lst[:k]}) / n_items
+    return res
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ranking_metrics_match_numpy_reference(spark, seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items, k = 60, 40, 5
+    recs = {u: list(rng.choice(n_items, rng.integers(0, 8), replace=False)) for u in range(n_users)}
+    relevant = {u: set(rng.choice(n_items, rng.integers(1, 6), replace=False).tolist())
+                for u in range(n_users) if rng.random() < 0.8}
+    rec_rows = [(u, int(i), r + 1) for u, lst in recs.items() for r, i in enumerate(lst)]
+    rel_rows = [(u, int(i)) for u, s in relevant.items() for i in s]
+    got = metrics.ranking_metrics(spark.createDataFrame(pd.DataFrame(rec_rows, columns=["user_idx", "item_idx", "rank"])),
+                                  spark.createDataFrame(pd.DataFrame(rel_rows, columns=["user_idx", "item_idx"])),
+                                  k, n_items)
+    want = reference(recs, relevant, k, n_items)
+    assert got["users"] == len(relevant)
+    for m, v in want.items():
+        assert got[m] == pytest.approx(v, abs=1e-9), m
+
+
+def test_gate_decisions():
+    cfg = GateConfig(min_ndcg_vs_popularity=1.0, max_rmse_vs_bias=1.0)
+    good = {"model": {"ndcg@10": 0.2, "rmse": 0.9}, "popularity": {"ndcg@10": 0.1}, "bias": {"rmse": 0.95}}
+    assert gate(good, "dot", cfg, 10) == []
+    assert gate({**good, "model": {"ndcg@10": 0.05, "rmse": 0.9}}, "bpr", cfg, 10)[0].startswith("validation ndcg@10")
+    worse_rmse = {**good, "model": {"ndcg@10": 0.2, "rmse": 1.0}}
+    assert gate(worse_rmse, "dot", cfg, 10) and gate(worse_rmse, "bpr", cfg, 10) == []  # RMSE only for rating models
+    assert "run the evaluate stage" in gate({}, "bpr", cfg, 10)[0]
