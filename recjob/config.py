@@ -28,6 +28,7 @@ class InputConfig:
     format: str = "amazon"  # amazon | movielens
     reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
     metadata: str = "raw/meta.json.gz"  # optional: empty string for none
+    test: str = ""  # optional given test split in the same format (e.g. ml-100k u1.test): shards.split=given
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class ShardsConfig:
-    split: str = "random"  # random | temporal (leave-last-out per user)
+    split: str = "random"  # random | stratified (per user) | temporal (leave-last-out per user) | given
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 42
@@ -165,8 +166,10 @@ def _check(cfg: Config) -> Config:
         problems.append(f"sample.user_fraction={s.user_fraction} must be in (0, 1]")
     if s.min_user_reviews < 1 or s.min_item_reviews < 1:
         problems.append("sample.min_user_reviews and sample.min_item_reviews must be >= 1")
-    if sh.split not in ("random", "temporal"):
-        problems.append(f"shards.split={sh.split!r} must be 'random' or 'temporal'")
+    if sh.split not in ("random", "stratified", "temporal", "given"):
+        problems.append(f"shards.split={sh.split!r} must be random, stratified, temporal or given")
+    if sh.split == "given" and not cfg.input.test:
+        problems.append("shards.split=given needs input.test (the held-out file)")
     if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
         problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
     if t.model not in ("dot", "mlp", "bpr"):

@@ -96,12 +96,23 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         reviews_path = cfg.path(cfg.input.reviews)
         if not warehouse.path_exists(spark, reviews_path):
             raise warehouse.MissingInputError(f"ingest: no review files at {reviews_path} (input.reviews)")
+        test_path = cfg.path(cfg.input.test) if cfg.input.test else None
+        if test_path and not warehouse.path_exists(spark, test_path):
+            raise warehouse.MissingInputError(f"ingest: no held-out test files at {test_path} (input.test)")
+        heldout = None
         if cfg.input.format == "movielens":
             reviews, items, quarantine = movielens.read(spark, reviews_path, cfg.path(cfg.input.metadata)
                                                         if cfg.input.metadata else None)
+            if test_path:
+                heldout, _, test_q = movielens.read(spark, test_path, None)
+                reviews, quarantine = reviews.unionByName(heldout), quarantine.unionByName(test_q)
         else:
-            raw = read_json(spark, reviews_path, S.AMAZON_REVIEW).cache()
-            reviews, quarantine = transform_reviews(raw)
+            raw = read_json(spark, reviews_path, S.AMAZON_REVIEW)
+            if test_path:
+                raw_test = read_json(spark, test_path, S.AMAZON_REVIEW)
+                raw = raw.unionByName(raw_test)
+                heldout = transform_reviews(raw_test)[0]
+            reviews, quarantine = transform_reviews(raw.cache())
             items = None
             if cfg.input.metadata:
                 meta_path = cfg.path(cfg.input.metadata)
@@ -119,6 +130,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         n_reviews = warehouse.write_partition(reviews, cfg.table("reviews"), ds)
         n_items = warehouse.write_partition(items, cfg.table("items"), ds)
         n_bad = warehouse.write_partition(quarantine, cfg.table("quarantine"), ds)
+        if heldout is not None:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
+            report["heldout"] = warehouse.write_partition(heldout.select(S.USER, S.ITEM).distinct(),
+                                                          cfg.table("heldout"), ds)
         if n_bad:
             by_reason = (spark.table(cfg.table("quarantine")).where(F.col(S.DS) == ds)
                          .groupBy(S.SOURCE, S.REASON).count().orderBy(S.SOURCE, S.REASON).collect())

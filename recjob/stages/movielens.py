@@ -15,11 +15,14 @@ from recjob import schema as S
 def read(spark: SparkSession, ratings_path: str, movies_path: str | None) -> tuple[DataFrame, DataFrame | None, DataFrame]:
     """Return (reviews, items or None, quarantine) for a MovieLens ratings file."""
     is_csv = ratings_path.rstrip("/").endswith(".csv") or ratings_path.endswith(".csv.gz")
+    is_dat = ratings_path.endswith((".dat", ".dat.gz"))  # ml-1m / ml-10m ratings.dat: UserID::MovieID::Rating::Timestamp
     cols = ["u", "i", "r", "t"]
     schema = T.StructType([T.StructField(c, T.StringType()) for c in cols])
     if is_csv:
         raw = spark.read.schema(schema).option("header", True).csv(ratings_path)
-    else:  # u.data: tab separated, no header
+    elif is_dat:
+        raw = spark.read.schema(schema).option("sep", "::").csv(ratings_path)
+    else:  # u.data / u1.base: tab separated, no header
         raw = spark.read.schema(schema).option("sep", "\t").csv(ratings_path)
     raw = raw.withColumn("file", F.input_file_name())
     typed = raw.select(
@@ -37,7 +40,10 @@ def read(spark: SparkSession, ratings_path: str, movies_path: str | None) -> tup
                        F.lit(None).cast("string").alias("reviewText")))
     items = None
     if movies_path:
-        if movies_path.endswith(".csv"):
+        if movies_path.endswith((".dat", ".dat.gz")):  # movies.dat: MovieID::Title::Genres, latin-1
+            m = spark.read.option("sep", "::").option("encoding", "ISO-8859-1").csv(movies_path)
+            m = m.select(F.col("_c0").alias(S.ITEM), F.col("_c1").alias(S.TITLE), F.split("_c2", r"\|").alias("category"))
+        elif movies_path.endswith(".csv"):
             m = spark.read.option("header", True).option("quote", '"').option("escape", '"').csv(movies_path)
             m = m.select(F.col("movieId").alias(S.ITEM), F.col("title").alias(S.TITLE),
                          F.split("genres", r"\|").alias("category"))

@@ -33,6 +33,27 @@ def random_split(df: DataFrame, validation: float, test: float, seed: int) -> Da
     return df.withColumn(S.SPLIT, split)
 
 
+def stratified_split(df: DataFrame, validation: float, test: float, seed: int) -> DataFrame:
+    """Per user, in a seeded hash order: the first round(test * n) rows -> test, the next
+    round(validation * n) -> validation, the rest -> train (every user keeps at least one train row).
+    Microsoft Recommenders' stratified split with test=0.25 is the 75/25 protocol."""
+    key = F.xxhash64(S.USER, S.ITEM, F.lit(seed))
+    pos = F.row_number().over(Window.partitionBy(S.USER).orderBy(key, S.ITEM)) - 1
+    n = F.count(F.lit(1)).over(Window.partitionBy(S.USER))
+    n_test = F.least(F.round(n * test), n - 1)
+    n_val = F.least(F.round(n * validation), n - 1 - n_test)
+    split = (F.when(pos < n_test, F.lit(S.TEST)).when(pos < n_test + n_val, F.lit(S.VALIDATION))
+             .otherwise(F.lit(S.TRAIN)))
+    return df.withColumn(S.SPLIT, split)
+
+
+def given_split(df: DataFrame, heldout: DataFrame, validation: float, seed: int) -> DataFrame:
+    """Rows in ``heldout`` (user, item) -> test; the others -> validation or train by seeded hash."""
+    marked = df.join(heldout.select(S.USER, S.ITEM).distinct().withColumn("_test", F.lit(True)), [S.USER, S.ITEM], "left")
+    rest = random_split(marked, validation, 0.0, seed)
+    return rest.withColumn(S.SPLIT, F.when(F.col("_test"), F.lit(S.TEST)).otherwise(F.col(S.SPLIT))).drop("_test")
+
+
 def temporal_split(df: DataFrame) -> DataFrame:
     """Leave-last-out per user: the latest row -> test, the one before -> validation, the rest -> train.
     Users with fewer than 3 rows keep all their rows in train. Ties in time break on asin."""
@@ -44,10 +65,17 @@ def temporal_split(df: DataFrame) -> DataFrame:
     return df.withColumn(S.SPLIT, split)
 
 
-def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: ShardsConfig) -> DataFrame:
+def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: ShardsConfig,
+              heldout: DataFrame | None = None) -> DataFrame:
     """Rows (user_idx, item_idx, rating, split, reviewerID, asin, unixReviewTime); every row maps to an index."""
-    split = (random_split(interactions, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
-             if cfg.split == "random" else temporal_split(interactions))
+    if cfg.split == "random":
+        split = random_split(interactions, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
+    elif cfg.split == "stratified":
+        split = stratified_split(interactions, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
+    elif cfg.split == "given":
+        split = given_split(interactions, heldout, cfg.validation_fraction, cfg.seed)
+    else:
+        split = temporal_split(interactions)
     return (split.join(users.select(S.USER, S.USER_IDX), S.USER, "inner")
             .join(items.select(S.ITEM, S.ITEM_IDX), S.ITEM, "inner")
             .select(F.col(S.USER_IDX).cast("int"), F.col(S.ITEM_IDX).cast("int"),
@@ -73,7 +101,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
         users = warehouse.read_partition(spark, cfg.table("user_index"), ds)
         items = warehouse.read_partition(spark, cfg.table("item_index"), ds)
-        rows = transform(interactions, users, items, cfg.shards).cache()
+        heldout = (warehouse.read_partition(spark, cfg.table("heldout"), ds) if cfg.shards.split == "given" else None)
+        rows = transform(interactions, users, items, cfg.shards, heldout).cache()
         n_in, n_rows = interactions.count(), rows.count()
         if n_rows != n_in:
             raise RuntimeError(f"shards: {n_in - n_rows} interactions have no index; rerun ids for ds={ds}")

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 
 import numpy as np
 from pyspark.sql import SparkSession
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool):
     from petastorm import make_batch_reader
+
+    # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
 
     return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=cfg.seed,
                              workers_count=cfg.reader_workers, reader_pool_type="thread",
