@@ -22,6 +22,7 @@ setup(
         "numpy<2",
         "pandas<3",
         "PyYAML>=6",
+        "matplotlib>=3.8,<3.10",  # run report figures
     ],
     extras_require={
         "airflow": ["apache-airflow>=3.0", "apache-airflow-providers-apache-spark>=5", "pyspark-client"],

@@ -37,3 +37,23 @@ def test_temporal_split_matches_reference(spark):
     assert len(merged) == len(pdf)
     assert (merged[S.SPLIT] == merged[S.SPLIT + "_ref"]).all()
     assert set(got[got[S.USER] == "short"][S.SPLIT]) == {S.TRAIN}
+
+
+def test_stratified_split_per_user_shares(spark):
+    pdf = _interactions(spark, n_users=40, per_user=20)
+    df = spark.createDataFrame(pdf)
+    a = shards.stratified_split(df, 0.1, 0.25, seed=5).toPandas()
+    b = shards.stratified_split(df.repartition(5), 0.1, 0.25, seed=5).toPandas()
+    key = [S.USER, S.ITEM]
+    assert a.sort_values(key)[S.SPLIT].tolist() == b.sort_values(key)[S.SPLIT].tolist()
+    counts = a.groupby(S.USER)[S.SPLIT].value_counts().unstack(fill_value=0)
+    assert (counts[S.TEST] == 5).all() and (counts[S.VALIDATION] == 2).all() and (counts[S.TRAIN] == 13).all()
+
+
+def test_given_split_marks_exactly_the_heldout_pairs(spark):
+    pdf = _interactions(spark, n_users=30, per_user=6)
+    held = pdf.sample(frac=0.2, random_state=1)[[S.USER, S.ITEM]]
+    got = shards.given_split(spark.createDataFrame(pdf), spark.createDataFrame(held), 0.1, seed=2).toPandas()
+    test_pairs = set(map(tuple, got[got[S.SPLIT] == S.TEST][[S.USER, S.ITEM]].values))
+    assert test_pairs == set(map(tuple, held.values))
+    assert len(got) == len(pdf) and (got[S.SPLIT] == S.VALIDATION).any()

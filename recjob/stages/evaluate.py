@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recjob import metrics
+from recjob import report as run_report
 from recjob import schema as S
 from recjob import topk, warehouse
 from recjob.config import Config, EvaluateConfig
@@ -146,11 +147,24 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
-        for f in frames.values():
-            f.unpersist()
         report["wrote"] = {cfg.table("evaluation"): n}
         report["metrics"] = summary(rows, e.k)
+        report["wrote"]["report"] = write_report(spark, cfg, ds, run_row["model"], report["metrics"], train)
+        for f in frames.values():
+            f.unpersist()
     return report
+
+
+def write_report(spark: SparkSession, cfg: Config, ds: str, model: str, summary_: dict, train: DataFrame) -> str:
+    """The run's Markdown report (metrics, curves, item map, neighbours) under data_dir/reports/ds=..."""
+    history = json.loads(warehouse.read_bytes(f"{cfg.ds_path('models', ds)}/history.json"))["history"]
+    counts = train.groupBy(S.ITEM_IDX).agg(F.count(F.lit(1)).alias("n"))
+    items = (warehouse.read_partition(spark, cfg.table("item_factors"), ds).join(counts, S.ITEM_IDX)
+             .join(warehouse.read_partition(spark, cfg.table("items"), ds).select(S.ITEM, S.TITLE), S.ITEM, "left")
+             .orderBy(F.col("n").desc(), S.ITEM).limit(3000).select(S.ITEM, S.TITLE, "factors", "n").toPandas())
+    path = run_report.write(cfg.ds_path("reports", ds), ds, model, summary_, history, items)
+    log.info("evaluate: report at %s", path)
+    return path
 
 
 def summary(rows: list[tuple], k: int) -> dict:

@@ -232,15 +232,6 @@ def _save_model(model, model_dir: str) -> str:
     return model_dir.rstrip("/") + "/model.keras"
 
 
-def _write_text(url: str, text: str) -> None:
-    from pyarrow import fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(warehouse.file_url(url))
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(text.encode("utf-8"))
-
-
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("train", ds) as report:
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
@@ -278,8 +269,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 
         model_dir = cfg.ds_path("models", ds)
         model_path = _save_model(model, model_dir)
-        _write_text(f"{model_dir}/history.json", json.dumps({"config": t.__dict__, "result": result,
-                                                             "history": cb.history}, indent=2, default=str))
+        warehouse.write_bytes(f"{model_dir}/history.json", json.dumps(
+            {"config": t.__dict__, "result": result, "history": cb.history}, indent=2, default=str).encode("utf-8"))
         f = M.factors(model)
         wrote = {}
         for side, idx_col, id_col, index_table, matrix, bias in (
