@@ -12,8 +12,38 @@ from pyspark.sql import functions as F
 from recjob import schema as S
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the k largest entries of each row, best first; equal scores -> lower column first.
+
+    backend "tensorflow" uses ``tf.math.top_k`` (documented: equal elements -> lower index first), about 5x
+    faster than numpy's partition on wide blocks (bench/topk.py); "numpy" is the reference; "auto" takes
+    TensorFlow when it is importable. Both give identical results.
+    """
+    if backend in ("auto", "tensorflow") and scores.size:
+        tf = _tensorflow(required=backend == "tensorflow")
+        if tf is not None:
+            k_eff = min(k, scores.shape[1])
+            res = tf.math.top_k(scores, k=k_eff, sorted=True)
+            idx, vals = res.indices.numpy().astype(np.int64), res.values.numpy()
+            if k_eff < k:
+                idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
+                vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+            return np.where(np.isneginf(vals), -1, idx), vals
+    return _top_k_numpy(scores, k)
+
+
+def _tensorflow(required: bool):
+    try:
+        import tensorflow as tf
+    except ImportError:
+        if required:
+            raise
+        return None
+    return tf
+
+
+def _top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy implementation of ``top_k``.
 
     Rows may contain -inf for excluded columns; those are never returned unless fewer than k finite entries
     exist, in which case the index is -1 there. Uses a partial selection (argpartition) and then resolves

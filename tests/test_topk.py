@@ -14,25 +14,27 @@ def reference(scores, k):
     return np.array(idx), np.array(vals)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
 @pytest.mark.parametrize("seed", range(5))
-def test_top_k_matches_reference_with_ties_and_exclusions(seed):
+def test_top_k_matches_reference_with_ties_and_exclusions(seed, backend):
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 6, (40, 30)).astype(np.float32)  # many ties
     scores[rng.random(scores.shape) < 0.3] = -np.inf  # exclusions
     scores[0, :] = -np.inf  # a user who has seen everything
     scores[1, 5:] = -np.inf  # fewer than k candidates
     for k in (1, 5, 10, 30, 35):
-        idx, vals = topk.top_k(scores, k)
+        idx, vals = topk.top_k(scores, k, backend=backend)
         ref_idx, ref_vals = reference(scores, k)
         assert idx.shape == (40, k)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_array_equal(vals, ref_vals)
 
 
-def test_continuous_scores_large_block():
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_continuous_scores_large_block(backend):
     rng = np.random.default_rng(9)
     scores = rng.normal(size=(64, 5000)).astype(np.float32)
-    idx, vals = topk.top_k(scores, 10)
+    idx, vals = topk.top_k(scores, 10, backend=backend)
     ref_idx, _ = reference(scores, 10)
     np.testing.assert_array_equal(idx, ref_idx)
     assert (np.diff(vals, axis=1) <= 0).all()
