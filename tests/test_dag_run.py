@@ -44,6 +44,9 @@ sample:
   min_item_reviews: 3
 train:
   max_epochs: 5
+evaluate:
+  als_rank: 8
+  als_iterations: 5
 score:
   top_n: {TOP_N}
 """)

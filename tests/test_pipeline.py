@@ -30,7 +30,8 @@ def e2e(spark, generated, tmp_path_factory):
                              f"input.reviews={generated['reviews_path']}",
                              f"input.metadata={generated['metadata_path']}",
                              "sample.start=2008-01-01", "sample.end=2019-01-01",
-                             "sample.min_user_reviews=3", "sample.min_item_reviews=3", f"score.top_n={N}"])
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3", f"score.top_n={N}",
+                             "evaluate.als_rank=16", "evaluate.als_iterations=8"])
     reports = pipeline.run(cfg, spark, DS)
     first = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS).toPandas()
     return cfg, reports, first
@@ -84,7 +85,8 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
     cfg = config.load(None, [f"data_dir={tmp_path}", "database=e2e_dot", "train.model=dot",
                              f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
                              "sample.start=2008-01-01", "sample.end=2019-01-01",
-                             "sample.min_user_reviews=3", "sample.min_item_reviews=3"])
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3",
+                             "evaluate.als_rank=8", "evaluate.als_iterations=5"])
     pipeline.run(cfg, spark, DS, last="evaluate")
     result = json.loads(warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()["result"])
     base = result["validation_baselines"]
@@ -116,7 +118,8 @@ def test_all_beauty_real_data(spark, tmp_path):
 
     path = shared_file("amazon2018/All_Beauty_5.json.gz")
     cfg = config.load(None, [f"data_dir={tmp_path}", "database=beauty", f"input.reviews={path}", "input.metadata=",
-                             "sample.start=2000-01-01", "sample.end=2019-01-01"])
+                             "sample.start=2000-01-01", "sample.end=2019-01-01",
+                             "evaluate.als_rank=8", "evaluate.als_iterations=5"])
     pipeline.run(cfg, spark, DS)
     recs = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS)
     assert recs.count() > 0
