@@ -1,7 +1,7 @@
 import pandas as pd
 
 from recjob import schema as S
-from recjob.stages import movielens
+from recjob import movielens
 
 from conftest import shared_file
 

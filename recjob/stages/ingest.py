@@ -12,10 +12,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recjob import movielens, warehouse
 from recjob import schema as S
-from recjob import warehouse
 from recjob.config import Config
-from recjob.stages import movielens, stage_timer
+from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
