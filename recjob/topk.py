@@ -137,9 +137,12 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     return joined.mapInPandas(fn, OUT_SCHEMA)
 
 
-def seen_columns(reviews: DataFrame, users: DataFrame, item_cols: DataFrame) -> DataFrame:
-    """(user_idx, cols): the matrix columns of every item each user reviewed."""
-    return (reviews.select(S.USER, S.ITEM)
-            .join(users.select(S.USER, S.USER_IDX), S.USER)
-            .join(F.broadcast(item_cols), S.ITEM)
+def item_columns(spark, matrix: dict, key: str) -> DataFrame:
+    """(key, col): each item's column in ``matrix``, keyed by ``asin`` or ``item_idx``."""
+    return spark.createDataFrame(pd.DataFrame({key: matrix[key], "col": np.arange(len(matrix[key]), dtype=np.int32)}))
+
+
+def seen_columns(pairs: DataFrame, item_cols: DataFrame, key: str) -> DataFrame:
+    """(user_idx, cols): the matrix columns of the items in (user_idx, key) ``pairs``, per user."""
+    return (pairs.select(S.USER_IDX, key).join(F.broadcast(item_cols), key)
             .groupBy(S.USER_IDX).agg(F.array_sort(F.collect_set("col")).alias("cols")))

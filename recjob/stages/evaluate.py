@@ -33,10 +33,7 @@ RANKING = ("hr", "precision", "recall", "ndcg", "map", "coverage")
 
 def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int) -> DataFrame:
     matrix = topk.item_matrix(items_pdf)
-    cols = spark.createDataFrame(pd.DataFrame({S.ITEM_IDX: matrix["item_idx"],
-                                               "col": np.arange(len(matrix["item_idx"]), dtype=np.int32)}))
-    seen_cols = (seen.join(F.broadcast(cols), S.ITEM_IDX)
-                 .groupBy(S.USER_IDX).agg(F.array_sort(F.collect_set("col")).alias("cols")))
+    seen_cols = topk.seen_columns(seen, topk.item_columns(spark, matrix, S.ITEM_IDX), S.ITEM_IDX)
     return topk.recommend(users_df, seen_cols, matrix, k, block, 0.0)
 
 
@@ -63,7 +60,7 @@ def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool):
               userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol="rating", coldStartStrategy="nan",
               nonnegative=False)
     data = train.withColumn("rating", F.lit(1.0)) if implicit else train
-    return als.fit(data), als
+    return als.fit(data)
 
 
 def als_factors(model) -> tuple[DataFrame, pd.DataFrame]:
@@ -128,8 +125,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         users = train.select(S.USER_IDX).distinct()
         n_items = train.select(S.ITEM_IDX).distinct().count()
 
-        als_exp, _ = als_model(train, e, implicit=False)
-        als_imp, _ = als_model(train, e, implicit=True)
+        als_exp = als_model(train, e, implicit=False)
+        als_imp = als_model(train, e, implicit=True)
         candidates = {"model": model_factors(spark, cfg, ds), "popularity": popularity_factors(train, users),
                       "als_implicit": als_factors(als_imp)}
         rows: list[tuple] = []
@@ -148,7 +145,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
         report["wrote"] = {cfg.table("evaluation"): n}
-        report["metrics"] = summary(rows, e.k)
+        report["metrics"] = summary(rows)
         report["wrote"]["report"] = write_report(spark, cfg, ds, run_row["model"], report["metrics"], train)
         for f in frames.values():
             f.unpersist()
@@ -167,7 +164,7 @@ def write_report(spark: SparkSession, cfg: Config, ds: str, model: str, summary_
     return path
 
 
-def summary(rows: list[tuple], k: int) -> dict:
+def summary(rows: list[tuple]) -> dict:
     """{split: {model: {metric: value}}} from evaluation rows."""
     out: dict = {}
     for split, model, metric, value in rows:

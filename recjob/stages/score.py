@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -33,9 +31,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         items_pdf = warehouse.read_partition(spark, cfg.table("item_factors"), ds).toPandas()  # sized by items
         matrix = topk.item_matrix(items_pdf)
         users = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
-        cols = spark.createDataFrame(pd.DataFrame({S.ITEM: matrix["asin"], "col": np.arange(len(matrix["asin"]), dtype=np.int32)}))
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
-        seen = topk.seen_columns(reviews, users, cols)
+        reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)
+        seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
         recs = topk.recommend(users, seen, matrix, cfg.score.top_n, cfg.score.block_users, float(mean))
         n = warehouse.write_partition(recs, cfg.table("scores"), ds)
         n_users = users.count()
