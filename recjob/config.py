@@ -63,12 +63,12 @@ class ShardsConfig:
 # Per-model regularisation defaults, picked by small grids on generated data (README, "Model"):
 # rating models need strong per-example L2 to beat the bias baseline; BPR overfits less per step.
 MODEL_DEFAULTS = {"dot": {"l2": 0.15, "bias_l2": 0.001}, "mlp": {"l2": 0.15, "bias_l2": 0.001},
-                  "bpr": {"l2": 0.01, "bias_l2": 0.0}}
+                  "bpr": {"l2": 0.01, "bias_l2": 0.0}, "softmax": {"l2": 0.06, "bias_l2": 0.0}}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "bpr"  # bpr (ranking objective) | dot (dot product + biases + global mean) | mlp
+    model: str = "softmax"  # softmax | bpr (ranking objectives) | dot (dot product + biases + mean) | mlp
     factors: int = 32
     mlp_layers: tuple = (64, 32)
     dropout: float = 0.2
@@ -76,11 +76,13 @@ class TrainConfig:
     bias_l2: float = -1.0  # per-example L2 on the looked-up biases; < 0: the model's default
     learning_rate: float = 0.01
     batch_size: int = 1024
+    min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
     max_epochs: int = 40
     patience: int = 3
     seed: int = 42
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
-    ranking_probe_users: int = 2000  # bpr: validation NDCG@10 per epoch on up to this many sampled users
+    negatives: int = 2048  # softmax: items per batch in the softmax (the whole catalogue if it is smaller)
+    ranking_probe_users: int = 2000  # softmax, bpr: validation NDCG@10 per epoch on up to this many sampled users
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,10 @@ def _check(cfg: Config) -> Config:
         problems.append("shards.split=given needs input.test (the held-out file)")
     if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
         problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
-    if t.model not in ("dot", "mlp", "bpr"):
-        problems.append(f"train.model={t.model!r} must be 'dot', 'mlp' or 'bpr'")
-    for key in ("factors", "batch_size", "max_epochs", "patience", "reader_workers"):
+    if t.model not in ("softmax", "bpr", "dot", "mlp"):
+        problems.append(f"train.model={t.model!r} must be 'softmax', 'bpr', 'dot' or 'mlp'")
+    for key in ("factors", "batch_size", "max_epochs", "patience", "reader_workers", "negatives",
+                "min_steps_per_epoch"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
     if t.learning_rate <= 0:

@@ -1,6 +1,8 @@
 """Keras models over user and item embeddings (seeds 002/004): dot product + biases + global mean, and an MLP."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from recjob.config import TrainConfig
@@ -50,6 +52,7 @@ def build(n_users: int, n_items: int, cfg: TrainConfig, global_mean: float):
 
 NEG_IN = "neg_idx"
 RATING_MODELS = ("dot", "mlp")
+RANKING_MODELS = ("softmax", "bpr")
 
 
 def build_bpr(n_users: int, n_items: int, cfg: TrainConfig):
@@ -77,6 +80,109 @@ def build_bpr(n_users: int, n_items: int, cfg: TrainConfig):
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     return model
+
+
+def build_softmax(n_users: int, n_items: int, cfg: TrainConfig):
+    """Softmax over items (the retrieval objective of YouTube DNN / two-tower models): score(u, i) =
+    <p_u, q_i> + b_i, loss = -log softmax over items of the chosen item's score. The softmax runs over the
+    whole catalogue when it has at most ``cfg.negatives`` items, else over ``cfg.negatives`` items sampled
+    uniformly per batch (shared by its rows; the chosen item is masked out of them, and the sampled logits
+    get the log(n_items / negatives) correction of sampled softmax)."""
+    model = softmax_model_class()(n_users=n_users, n_items=n_items, factors=cfg.factors, l2=cfg.l2,
+                         negatives=cfg.negatives, seed=cfg.seed, name="recjob_softmax")
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    return model
+
+
+@functools.cache
+def softmax_model_class():
+    """The Keras class of the softmax model (built on first use: importing recjob.model needs no TensorFlow;
+    registered with Keras, so a saved model loads with keras.saving.load_model once this has been called)."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    @keras.saving.register_keras_serializable(package="recjob")
+    class SoftmaxModel(keras.Model):
+        def __init__(self, n_users, n_items, factors, l2, negatives, seed, **kwargs):
+            super().__init__(**kwargs)
+            self.n_users, self.n_items, self.n_factors = n_users, n_items, factors
+            self.l2, self.negatives, self.seed = float(l2), int(negatives), int(seed)
+            self.user_embedding = layers.Embedding(n_users, factors, name=USER_EMB,
+                                                   embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
+            self.item_embedding = layers.Embedding(n_items, factors, name=ITEM_EMB,
+                                                   embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed + 1))
+            self.item_bias = layers.Embedding(n_items, 1, name=ITEM_BIAS, embeddings_initializer="zeros")
+            self.sampler = keras.random.SeedGenerator(seed + 2)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.user_embedding.build((None,))
+            self.item_embedding.build((None,))
+            self.item_bias.build((None,))
+            self.built = True
+
+        def call(self, x):
+            """The score of each (user, item) pair."""
+            p = self.user_embedding(x[USER_IN])
+            return tf.reduce_sum(p * self.item_embedding(x[ITEM_IN]), axis=1) + self.item_bias(x[ITEM_IN])[:, 0]
+
+        def batch_loss(self, x):
+            u, i = x[USER_IN], x[ITEM_IN]
+            p, q = self.user_embedding(u), self.item_embedding(i)
+            pos = tf.reduce_sum(p * q, axis=1) + self.item_bias(i)[:, 0]
+            if self.negatives >= self.n_items:
+                cand, correction = tf.range(self.n_items, dtype=i.dtype), 0.0
+            else:
+                cand = keras.random.randint((self.negatives,), 0, self.n_items, dtype="int32", seed=self.sampler)
+                cand, correction = tf.cast(cand, i.dtype), float(np.log(self.n_items / self.negatives))
+            logits = (tf.matmul(p, self.item_embedding(cand), transpose_b=True) + self.item_bias(cand)[:, 0][None, :]
+                      + correction)
+            logits = tf.where(tf.equal(i[:, None], cand[None, :]), tf.constant(-1e9, logits.dtype), logits)
+            loss = tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], logits], axis=1), axis=1) - pos)
+            reg = tf.reduce_mean(tf.reduce_sum(p * p, axis=1) + tf.reduce_sum(q * q, axis=1))
+            return loss, loss + self.l2 * reg
+
+        def train_step(self, data):
+            x = data[0] if isinstance(data, tuple) else data
+            with tf.GradientTape() as tape:
+                loss, total = self.batch_loss(x)
+            grads = tape.gradient(total, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            self.loss_tracker.update_state(loss)
+            return {"loss": self.loss_tracker.result()}
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker]
+
+        def get_config(self):
+            return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items,
+                    "factors": self.n_factors, "l2": self.l2, "negatives": self.negatives, "seed": self.seed}
+
+    return SoftmaxModel
+
+
+def mlp_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(kernel, bias) of the MLP model's dense layers in order (the input is [p_u, q_i]); the last is linear."""
+    dense = sorted((layer for layer in model.layers if layer.name.startswith("mlp_") and layer.name != "mlp_out"),
+                   key=lambda layer: int(layer.name.split("_")[1]))
+    return [tuple(layer.get_weights()) for layer in [*dense, model.get_layer("mlp_out")]]
+
+
+def save_mlp(weights: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{f"{kind}_{j}": arr for j, (w, b) in enumerate(weights) for kind, arr in (("w", w), ("b", b))})
+    return buf.getvalue()
+
+
+def load_mlp(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    import io
+
+    z = np.load(io.BytesIO(data))
+    return [(z[f"w_{j}"], z[f"b_{j}"]) for j in range(len(z.files) // 2)]
 
 
 def factors(model) -> dict[str, np.ndarray]:

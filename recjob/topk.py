@@ -80,9 +80,10 @@ def _top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
-                seen: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k items for a block of users: scores = U V^T + item bias, each user's seen columns excluded."""
-    scores = user_f @ item_f.T
+                seen: list[np.ndarray], k: int, mlp: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items for a block of users: scores = U V^T + item bias (or the MLP's output + item bias when
+    ``mlp`` is given, see ``mlp_part``), each user's seen columns excluded."""
+    scores = user_f @ item_f.T if mlp is None else mlp_scores(user_f, mlp)
     scores += item_bias[None, :]
     for r, cols in enumerate(seen):
         if len(cols):
@@ -90,17 +91,48 @@ def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
     return top_k(scores, k)
 
 
+def mlp_part(weights: list[tuple[np.ndarray, np.ndarray]], item_f: np.ndarray) -> dict:
+    """What scoring needs of an MLP over [p_u, q_i] (``weights``: (kernel, bias) of each dense layer, ReLU
+    between them, the last one linear with one output). The first layer splits into a user and an item
+    half, so the item half (item_f @ W_item + b) is computed once per catalogue, not once per pair."""
+    (w1, b1), rest = weights[0], weights[1:]
+    k = item_f.shape[1]
+    return {"user_w": np.asarray(w1[:k], np.float32), "item_h": (item_f @ w1[k:] + b1).astype(np.float32),
+            "layers": [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in rest]}
+
+
+def mlp_scores(user_f: np.ndarray, mlp: dict, max_cells: int = 1 << 23) -> np.ndarray:
+    """The MLP's output for every (user of the block, item): users x items, a few users at a time so that
+    the hidden activations stay under ``max_cells`` floats."""
+    uh = user_f @ mlp["user_w"]
+    item_h = mlp["item_h"]
+    n_items, width = item_h.shape
+    out = np.empty((len(user_f), n_items), np.float32)
+    step = max(1, max_cells // max(1, n_items * width))
+    for start in range(0, len(user_f), step):
+        h = np.maximum(uh[start:start + step, None, :] + item_h[None, :, :], 0.0)
+        for j, (w, b) in enumerate(mlp["layers"]):
+            h = h @ w + b
+            if j < len(mlp["layers"]) - 1:
+                h = np.maximum(h, 0.0)
+        out[start:start + step] = h[..., 0]
+    return out
+
+
 OUT_SCHEMA = f"{S.USER_IDX} int, {S.USER} string, {S.RANK} int, {S.ITEM_IDX} int, {S.SCORE} float"
 
 
-def item_matrix(items: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Item factors as arrays with columns ordered by asin (the tie-break order)."""
+def item_matrix(items: pd.DataFrame, mlp_weights: list | None = None) -> dict:
+    """Item factors as arrays with columns ordered by asin (the tie-break order); with ``mlp_weights`` (an
+    MLP model's dense layers) scoring runs the MLP instead of the dot product."""
     items = items.sort_values(S.ITEM, kind="stable").reset_index(drop=True)
+    factors = np.stack(items["factors"].to_numpy()).astype(np.float32) if len(items) else np.zeros((0, 0), np.float32)
     return {
-        "factors": np.stack(items["factors"].to_numpy()).astype(np.float32) if len(items) else np.zeros((0, 0), np.float32),
+        "factors": factors,
         "bias": items["bias"].to_numpy(np.float32),
         "item_idx": items[S.ITEM_IDX].to_numpy(np.int32),
         "asin": items[S.ITEM].to_numpy(),
+        "mlp": mlp_part(mlp_weights, factors) if mlp_weights else None,
     }
 
 
@@ -109,7 +141,8 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     """Rows (user_idx, reviewerID, rank, item_idx, score) for every user of ``users``.
 
     ``users``: (user_idx, reviewerID, bias, factors); ``seen_cols``: (user_idx, cols) with cols the item
-    *column positions* in ``matrix`` to exclude. score is the predicted rating.
+    *column positions* in ``matrix`` to exclude. score = the model's score + user bias + ``global_mean``
+    (the predicted rating for the rating models).
     """
     spark = users.sparkSession
     bc = spark.sparkContext.broadcast(matrix)
@@ -122,7 +155,7 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
                 b = pdf.iloc[start:start + block]
                 uf = np.stack(b["factors"].to_numpy()).astype(np.float32)
                 seen = [np.asarray(c, dtype=np.int64) if c is not None else np.empty(0, np.int64) for c in b["cols"]]
-                idx, val = score_block(uf, vf, vb, seen, top_n)
+                idx, val = score_block(uf, vf, vb, seen, top_n, m["mlp"])
                 ok = idx >= 0
                 rows, ranks = np.nonzero(ok)
                 yield pd.DataFrame({

@@ -8,8 +8,9 @@ from conftest import ROOT
 
 def test_shipped_configs_load():
     local = config.load(str(ROOT / "conf" / "local.yaml"))
-    assert local.train.model == "bpr" and local.sample.start == "2018-01-01"
-    assert (local.train.l2, local.train.bias_l2) == (0.01, 0.0)  # the model default applies
+    assert local.train.model == "softmax" and local.sample.start == "2018-01-01"
+    assert (local.train.l2, local.train.bias_l2) == (0.06, 0.0)  # the model default applies
+    assert local.train.negatives == 2048 and local.train.min_steps_per_epoch == 20
     cluster = config.load(str(ROOT / "conf" / "cluster.example.yaml"))
     assert cluster.path("shards") == "hdfs:///data/recjob/shards"
     assert cluster.spark.conf["spark.hadoop.hive.metastore.uris"].startswith("thrift://")

@@ -27,8 +27,9 @@ def test_random_split_is_seeded_and_proportional(spark):
 def test_temporal_split_matches_reference(spark):
     pdf = _interactions(spark, n_users=50, per_user=5)
     pdf = pd.concat([pdf, pd.DataFrame([("short", "a", 5.0, 1), ("short", "b", 4.0, 2)], columns=pdf.columns)])
-    got = shards.temporal_split(spark.createDataFrame(pdf)).toPandas()
-    ref = pdf.sort_values([S.USER, S.TIME, S.ITEM], ascending=[True, False, False]).copy()
+    assert not pdf.duplicated([S.USER, S.TIME]).any()  # ties are the next test's
+    got = shards.temporal_split(spark.createDataFrame(pdf), seed=1).toPandas()
+    ref = pdf.sort_values([S.USER, S.TIME], ascending=[True, False]).copy()
     ref["pos"] = ref.groupby(S.USER).cumcount()
     ref["n"] = ref.groupby(S.USER)[S.ITEM].transform("size")
     ref[S.SPLIT] = np.where(ref["n"] < 3, S.TRAIN, np.select([ref["pos"] == 0, ref["pos"] == 1],
@@ -37,6 +38,21 @@ def test_temporal_split_matches_reference(spark):
     assert len(merged) == len(pdf)
     assert (merged[S.SPLIT] == merged[S.SPLIT + "_ref"]).all()
     assert set(got[got[S.USER] == "short"][S.SPLIT]) == {S.TRAIN}
+
+
+def test_temporal_split_breaks_time_ties_by_seeded_hash_not_item_id(spark):
+    # every user reviewed the same 3 variants at the same time: which one is held out must vary by user
+    pdf = pd.DataFrame([(f"U{u}", f"V{v}", 5.0, 100) for u in range(200) for v in range(3)],
+                       columns=[S.USER, S.ITEM, S.RATING, S.TIME])
+    df = spark.createDataFrame(pdf)
+    a = shards.temporal_split(df, seed=1).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT].sort_index()
+    b = shards.temporal_split(df.repartition(4), seed=1).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT].sort_index()
+    c = shards.temporal_split(df, seed=2).toPandas().set_index([S.USER, S.ITEM])[S.SPLIT].sort_index()
+    assert a.equals(b) and not a.equals(c)
+    per_user = a.groupby(level=0).value_counts().unstack(fill_value=0)
+    assert (per_user[S.TEST] == 1).all() and (per_user[S.VALIDATION] == 1).all()
+    held_out = a[a == S.TEST].reset_index()[S.ITEM].value_counts()
+    assert len(held_out) == 3 and held_out.min() > 40  # each variant is held out for some users
 
 
 def test_stratified_split_per_user_shares(spark):

@@ -25,14 +25,16 @@ from recjob import schema as S
 from recjob import topk, warehouse
 from recjob.config import Config, EvaluateConfig
 from recjob.stages import stage_timer
+from recjob.stages import train as train_stage
 
 log = logging.getLogger(__name__)
 
 RANKING = ("hr", "precision", "recall", "ndcg", "map", "coverage")
 
 
-def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int) -> DataFrame:
-    matrix = topk.item_matrix(items_pdf)
+def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int,
+         mlp: list | None = None) -> DataFrame:
+    matrix = topk.item_matrix(items_pdf, mlp)
     seen_cols = topk.seen_columns(seen, topk.item_columns(spark, matrix, S.ITEM_IDX), S.ITEM_IDX)
     return topk.recommend(users_df, seen_cols, matrix, k, block, 0.0)
 
@@ -81,15 +83,15 @@ def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame,
 
 def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
                    n_items: int, cfg: EvaluateConfig, block: int) -> list[dict]:
-    """Ranking metrics of every candidate (name -> (users frame, items pdf)) on one held-out split."""
+    """Ranking metrics of every candidate (name -> (users frame, items pdf[, MLP weights])) on one split."""
     rows = []
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
         relevant = heldout.where(F.col("rating") >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
     eval_users = relevant.select(S.USER_IDX).distinct()
-    for name, (users_df, items_pdf) in candidates.items():
+    for name, (users_df, items_pdf, *mlp) in candidates.items():
         users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
-        recs = _top(spark, users_df, items_pdf, seen, cfg.k, block).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
+        recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *mlp).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
         m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
         log.info("evaluate %s %s: NDCG@%d %.4f HR %.4f P %.4f R %.4f MAP %.4f coverage %.3f (%d users)", split,
                  name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
@@ -127,7 +129,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 
         als_exp = als_model(train, e, implicit=False)
         als_imp = als_model(train, e, implicit=True)
-        candidates = {"model": model_factors(spark, cfg, ds), "popularity": popularity_factors(train, users),
+        candidates = {"model": (*model_factors(spark, cfg, ds), train_stage.mlp_for_scoring(cfg, ds, run_row["model"])),
+                      "popularity": popularity_factors(train, users),
                       "als_implicit": als_factors(als_imp)}
         rows: list[tuple] = []
         seen = train.select(S.USER_IDX, S.ITEM_IDX)

@@ -15,12 +15,12 @@ from pyspark.sql import functions as F
 from recjob import schema as S
 from recjob import warehouse
 from recjob.config import Config, GateConfig
+from recjob.model import RATING_MODELS
 from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
 COLUMNS = [S.USER, S.RANK, S.ITEM, S.TITLE, S.SCORE]
-RATING_MODELS = ("dot", "mlp")
 
 
 class GateFailed(RuntimeError):

@@ -1,7 +1,8 @@
 """score: factor tables -> top-N unseen items per user, computed inside Spark executors.
 
 The item factors (sized by the catalogue) are broadcast; users stream through ``mapInPandas`` in blocks,
-each block one matrix product plus a per-row top-k. There is no users x items cross join. Columns of
+each block one matrix product (for the MLP model: the MLP over every (user, item) pair of the block, its
+first layer split so that the item half is computed once) plus a per-row top-k. There is no users x items cross join. Columns of
 the item matrix are in asin order, so equal scores break on the original item id. Seen items are every item
 the user reviewed in the ingested reviews of this ds, not only those in the training sample.
 """
@@ -15,21 +16,21 @@ from pyspark.sql import functions as F
 from recjob import schema as S
 from recjob import topk, warehouse
 from recjob.config import Config
-from recjob.stages import stage_timer
+from recjob.model import RATING_MODELS
+from recjob.stages import stage_timer, train
 
 log = logging.getLogger(__name__)
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("score", ds) as report:
         runs = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
-        if runs["model"] not in ("dot", "bpr"):
-            raise NotImplementedError(f"score: model {runs['model']!r} is trained but scoring supports only the "
-                                      "factor models so far (train.model=dot or bpr)")
-        # dot: the score is the predicted rating (mean + biases + dot product); bpr: the ranking score.
+        kind = runs["model"]
+        # dot, mlp: the score is the predicted rating (mean + biases + dot product or MLP output);
+        # softmax, bpr: the ranking score.
         mean = (warehouse.read_partition(spark, cfg.table("shards"), ds).where(F.col(S.SPLIT) == S.TRAIN)
-                .first()["rating_mean"] if runs["model"] == "dot" else 0.0)
+                .first()["rating_mean"] if kind in RATING_MODELS else 0.0)
         items_pdf = warehouse.read_partition(spark, cfg.table("item_factors"), ds).toPandas()  # sized by items
-        matrix = topk.item_matrix(items_pdf)
+        matrix = topk.item_matrix(items_pdf, train.mlp_for_scoring(cfg, ds, kind))
         users = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
         reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)

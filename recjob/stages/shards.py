@@ -54,10 +54,14 @@ def given_split(df: DataFrame, heldout: DataFrame, validation: float, seed: int)
     return rest.withColumn(S.SPLIT, F.when(F.col("_test"), F.lit(S.TEST)).otherwise(F.col(S.SPLIT))).drop("_test")
 
 
-def temporal_split(df: DataFrame) -> DataFrame:
+def temporal_split(df: DataFrame, seed: int) -> DataFrame:
     """Leave-last-out per user: the latest row -> test, the one before -> validation, the rest -> train.
-    Users with fewer than 3 rows keep all their rows in train. Ties in time break on asin."""
-    w = Window.partitionBy(S.USER).orderBy(F.col(S.TIME).desc(), F.col(S.ITEM).desc())
+    Users with fewer than 3 rows keep all their rows in train.
+
+    Ties in time break on a seeded hash of (user, item), not on the item id: Amazon copies one review onto
+    every variant of a product with the same time, and breaking such ties on asin would hold out the same
+    variant for everybody, an item then (almost) absent from training."""
+    w = Window.partitionBy(S.USER).orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed)))
     n = F.count(F.lit(1)).over(Window.partitionBy(S.USER))
     pos = F.row_number().over(w)
     split = (F.when(n < 3, F.lit(S.TRAIN)).when(pos == 1, F.lit(S.TEST))
@@ -75,7 +79,7 @@ def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: 
     elif cfg.split == "given":
         split = given_split(interactions, heldout, cfg.validation_fraction, cfg.seed)
     else:
-        split = temporal_split(interactions)
+        split = temporal_split(interactions, cfg.seed)
     return (split.join(users.select(S.USER, S.USER_IDX), S.USER, "inner")
             .join(items.select(S.ITEM, S.ITEM_IDX), S.ITEM, "inner")
             .select(F.col(S.USER_IDX).cast("int"), F.col(S.ITEM_IDX).cast("int"),

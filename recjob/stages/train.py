@@ -150,13 +150,17 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
         cfg: TrainConfig):
     """Train a model on the shards at ``train_url``; return (model, callback with history and best epoch).
 
-    Rating models stop on exact validation RMSE; bpr on validation NDCG@10 of a user sample."""
+    Rating models stop on exact validation RMSE; ranking models on validation NDCG@10 of a user sample."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    steps = max(1, math.ceil(train_rows / cfg.batch_size))
+    batch = batch_size(train_rows, cfg)
+    if batch != cfg.batch_size:
+        log.info("train: batch size %d instead of %d, so that an epoch of %d rows has at least %d steps "
+                 "(train.min_steps_per_epoch)", batch, cfg.batch_size, train_rows, cfg.min_steps_per_epoch)
+    steps = max(1, math.ceil(train_rows / batch))
     if cfg.model in M.RATING_MODELS:
         model = M.build(n_users, n_items, cfg, global_mean)
 
@@ -164,7 +168,7 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
             rmse, mae, _ = evaluate_url(m, val_url, cfg)
             return -rmse, {"val_rmse": rmse, "val_mae": mae}
     else:
-        model = M.build_bpr(n_users, n_items, cfg)
+        model = (M.build_softmax if cfg.model == "softmax" else M.build_bpr)(n_users, n_items, cfg)
         probe = RankingProbe(train_url, val_url, cfg)
 
         def monitor(m):
@@ -172,12 +176,19 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
             return ndcg, {"val_ndcg@10": ndcg}
     cb = _callback(monitor, cfg)
     with _reader(train_url, None, cfg, shuffle=True) as reader:
-        data = _dataset(reader, cfg.batch_size)
-        if cfg.model not in M.RATING_MODELS:
+        data = _dataset(reader, batch)
+        if cfg.model == "bpr":
             data = data.map(_with_negatives(n_items, cfg.seed))
         model.fit(data, epochs=cfg.max_epochs, steps_per_epoch=steps,
                   callbacks=[cb], verbose=0, shuffle=False)  # rows are shuffled in the shards
     return model, cb
+
+
+def batch_size(train_rows: int, cfg: TrainConfig) -> int:
+    """cfg.batch_size, made smaller on small data so that one epoch has at least cfg.min_steps_per_epoch
+    steps: early stopping checks once per epoch, and a few thousand rows in batches of 1024 would give it
+    only a handful of updates between checks (never below 32 rows)."""
+    return max(1, min(cfg.batch_size, max(32, train_rows // cfg.min_steps_per_epoch)))
 
 
 def _with_negatives(n_items: int, seed: int):
@@ -213,6 +224,16 @@ def _write_factors(matrix: np.ndarray, bias: np.ndarray, url: str) -> None:
                           "bias": pa.array(bias[start:start + n].astype(np.float32)),
                           "factors": pa.ListArray.from_arrays(offsets, values)})
         pq.write_table(table, f"{root}/part-{part:05d}.parquet", filesystem=fs)
+
+
+MLP_FILE = "mlp.npz"
+
+
+def mlp_for_scoring(cfg: Config, ds: str, model_kind: str) -> list | None:
+    """The dense layers of the ds's MLP model (None for the factor models, which score by dot product)."""
+    if model_kind != "mlp":
+        return None
+    return M.load_mlp(warehouse.read_bytes(f"{cfg.ds_path('models', ds)}/{MLP_FILE}"))
 
 
 def _save_model(model, model_dir: str) -> str:
@@ -271,6 +292,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         model_path = _save_model(model, model_dir)
         warehouse.write_bytes(f"{model_dir}/history.json", json.dumps(
             {"config": t.__dict__, "result": result, "history": cb.history}, indent=2, default=str).encode("utf-8"))
+        if t.model == "mlp":  # scoring needs the dense layers too (topk.mlp_part)
+            warehouse.write_bytes(f"{model_dir}/{MLP_FILE}", M.save_mlp(M.mlp_weights(model)))
         f = M.factors(model)
         wrote = {}
         for side, idx_col, id_col, index_table, matrix, bias in (
