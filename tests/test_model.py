@@ -14,7 +14,7 @@ def _softmax(n_users=4, n_items=6, **overrides):
 
 
 def test_full_softmax_loss_matches_numpy():
-    model, cfg = _softmax(negatives=2048, l2=0.5)
+    model, _ = _softmax(negatives=2048, l2=0.5)
     f = M.factors(model)
     rng = np.random.default_rng(0)
     f["item_bias"][:] = rng.normal(size=6)
@@ -33,7 +33,7 @@ def test_full_softmax_loss_matches_numpy():
 def test_sampled_softmax_masks_the_positive_and_learns():
     # 2 negatives out of 6 items: a different loss than the full softmax, finite, and training on a fixed
     # user -> item pattern makes each user's own item score first
-    model, cfg = _softmax(negatives=2, learning_rate=0.1, l2=0.0)
+    model, _ = _softmax(negatives=2, learning_rate=0.1, l2=0.0)
     x = {M.USER_IN: np.repeat(np.arange(4, dtype=np.int32), 8), M.ITEM_IN: np.repeat(np.arange(4, dtype=np.int32), 8)}
     first, _ = model.batch_loss(x)
     assert np.isfinite(float(first))

@@ -19,10 +19,9 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics
+from recjob import metrics, topk, warehouse
 from recjob import report as run_report
 from recjob import schema as S
-from recjob import topk, warehouse
 from recjob.config import Config, EvaluateConfig
 from recjob.stages import stage_timer
 from recjob.stages import train as train_stage

@@ -19,10 +19,9 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics
+from recjob import metrics, topk, warehouse
 from recjob import model as M
 from recjob import schema as S
-from recjob import topk, warehouse
 from recjob.config import Config, TrainConfig
 from recjob.stages import stage_timer
 
