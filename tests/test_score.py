@@ -40,3 +40,35 @@ def test_spark_scoring_matches_numpy_reference(spark):
     expected_score = ref["s"].to_numpy() + ub[ref["u"].to_numpy()] + mean
     np.testing.assert_allclose(got[S.SCORE].to_numpy(), expected_score, rtol=1e-5)
     assert 0 not in set(got[S.USER_IDX])
+
+
+def test_spark_mlp_scoring_matches_numpy_reference(spark):
+    rng = np.random.default_rng(5)
+    n_users, n_items, k = 9, 12, 3
+    uf, vf = rng.normal(size=(n_users, k)).astype(np.float32), rng.normal(size=(n_items, k)).astype(np.float32)
+    vb = rng.normal(size=n_items).astype(np.float32)
+    weights = [(rng.normal(size=(2 * k, 4)), rng.normal(size=4)), (rng.normal(size=(4, 3)), rng.normal(size=3)),
+               (rng.normal(size=(3, 1)), rng.normal(size=1))]
+    items = pd.DataFrame({S.ITEM_IDX: np.arange(n_items), S.ITEM: [f"A{j:03d}" for j in range(n_items)],
+                          "bias": vb, "factors": list(vf)})
+    users = spark.createDataFrame(pd.DataFrame({S.USER_IDX: np.arange(n_users, dtype=np.int32),
+                                                S.USER: [f"U{i}" for i in range(n_users)], "bias": np.float32(0.0),
+                                                "factors": [list(map(float, r)) for r in uf]}))
+    seen = spark.createDataFrame(pd.DataFrame({S.USER_IDX: [1, 2], "cols": [[0, 5], [11]]}))
+    got = (topk.recommend(users, seen, topk.item_matrix(items, weights), 4, block=2, global_mean=0.0)
+           .toPandas().sort_values([S.USER_IDX, S.RANK]))
+
+    def forward(u, i):
+        h = np.concatenate([uf[u], vf[i]])
+        for j, (w, b) in enumerate(weights):
+            h = h @ w + b
+            h = np.maximum(h, 0) if j < len(weights) - 1 else h
+        return float(h[0]) + vb[i]
+
+    excluded = {1: {0, 5}, 2: {11}}
+    for u in range(n_users):
+        scores = {i: forward(u, i) for i in range(n_items) if i not in excluded.get(u, set())}
+        ref = sorted(scores, key=lambda i: -scores[i])[:4]
+        mine = got[got[S.USER_IDX] == u]
+        assert mine[S.ITEM_IDX].tolist() == ref
+        np.testing.assert_allclose(mine[S.SCORE].to_numpy(), [scores[i] for i in ref], rtol=1e-4, atol=1e-4)

@@ -1,9 +1,10 @@
 """train: parquet shards -> Keras model (read through Petastorm) + exported user/item factor tables.
 
 The training loop is local to the driver (like any Keras fit) and streams the shards: Petastorm's batch
-reader yields row groups, which ``rebatch`` turns into fixed-size batches. Validation RMSE is computed
-exactly after each epoch with a fresh one-pass reader; training stops when it has not improved for
-``patience`` epochs and the best weights are kept.
+reader yields row groups, which ``rebatch`` turns into fixed-size batches. After each epoch the rating models
+(dot, mlp) compute validation RMSE exactly with a fresh one-pass reader, the ranking models (softmax, bpr)
+validation NDCG@10 on a seeded user sample; training stops when it has not improved for ``patience`` epochs
+and the best weights are kept.
 """
 from __future__ import annotations
 
