@@ -56,3 +56,10 @@ def test_model_defaults_and_explicit_values():
     assert config.load(None, ["train.model=dot"]).train.l2 == 0.15
     assert config.load(None, ["train.model=dot", "train.l2=0.5"]).train.l2 == 0.5
     assert config.load(None, ["train.model=bpr"]).train.bias_l2 == 0.0
+
+
+def test_float_lists():
+    assert config.load(None, ["evaluate.als_implicit_regs=[1, 0.5]"]).evaluate.als_implicit_regs == (1.0, 0.5)
+    for bad in ("[]", "[-1]", "[true]", "0.5"):
+        with pytest.raises(ConfigError, match="als_implicit_regs"):
+            config.load(None, [f"evaluate.als_implicit_regs={bad}"])

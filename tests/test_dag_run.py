@@ -47,6 +47,7 @@ train:
 evaluate:
   als_rank: 8
   als_iterations: 5
+  als_implicit_regs: [1.0]
 score:
   top_n: {TOP_N}
 """)

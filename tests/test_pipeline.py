@@ -1,5 +1,6 @@
 """End to end on ~20k generated reviews, every stage real, in the test session's Spark."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,6 +76,12 @@ def test_ranking_model_beats_popularity_and_als(spark, e2e):
     assert ev["model"]["ndcg@10"] > 1.2 * ev["popularity"]["ndcg@10"], ev
     assert ev["model"]["hr@10"] > ev["als_implicit"]["hr@10"], ev
     assert set(ev) >= {"model", "popularity", "als_implicit", "global_mean", "bias", "als"}
+    # ALS checkpoints (lineage truncation) went to a folder under data_dir that the stage removed
+    settings = json.loads(warehouse.read_partition(spark, cfg.table("evaluation"), DS).first()["settings"])
+    assert settings["als"]["als_implicit_reg"] in (0.1, 1.0, 10.0)  # chosen on validation, recorded
+    assert set(settings["als"]["als_implicit_validation_ndcg"]) == {"0.1", "1", "10"}
+    assert (Path(cfg.data_dir) / "checkpoints").is_dir()
+    assert not (Path(cfg.data_dir) / "checkpoints" / f"ds={DS}").exists()
 
 
 def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, generated, tmp_path):
@@ -86,7 +93,8 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
                              f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
                              "sample.start=2008-01-01", "sample.end=2019-01-01",
                              "sample.min_user_reviews=3", "sample.min_item_reviews=3",
-                             "evaluate.als_rank=8", "evaluate.als_iterations=5"])
+                             "evaluate.als_rank=8", "evaluate.als_iterations=5",
+                             "evaluate.als_implicit_regs=[1.0]"])
     pipeline.run(cfg, spark, DS, last="evaluate")
     result = json.loads(warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()["result"])
     base = result["validation_baselines"]
@@ -119,7 +127,8 @@ def test_all_beauty_real_data(spark, tmp_path):
     path = shared_file("amazon2018/All_Beauty_5.json.gz")
     cfg = config.load(None, [f"data_dir={tmp_path}", "database=beauty", f"input.reviews={path}", "input.metadata=",
                              "sample.start=2000-01-01", "sample.end=2019-01-01",
-                             "evaluate.als_rank=8", "evaluate.als_iterations=5"])
+                             "evaluate.als_rank=8", "evaluate.als_iterations=5",
+                             "evaluate.als_implicit_regs=[1.0]"])
     pipeline.run(cfg, spark, DS)
     recs = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS)
     assert recs.count() > 0

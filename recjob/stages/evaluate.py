@@ -55,13 +55,46 @@ def popularity_factors(train: DataFrame, users: DataFrame) -> tuple[DataFrame, p
     return u, _index_items(items)
 
 
-def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool):
-    als = ALS(rank=cfg.als_rank, regParam=cfg.als_implicit_reg if implicit else cfg.als_reg,
+def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool, reg: float):
+    """Spark MLlib ALS on the train split. Needs a checkpoint directory (``checkpoint_dir``): without one the
+    lineage of every iteration piles up and deserialising a task can overflow the JVM stack."""
+    als = ALS(rank=cfg.als_rank, regParam=reg,
               maxIter=cfg.als_iterations, implicitPrefs=implicit, alpha=cfg.als_alpha, seed=cfg.seed,
               userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol="rating", coldStartStrategy="nan",
-              nonnegative=False)
+              nonnegative=False, checkpointInterval=5)
     data = train.withColumn("rating", F.lit(1.0)) if implicit else train
     return als.fit(data)
+
+
+def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFrame | None, n_items: int,
+                      cfg: EvaluateConfig, block: int) -> tuple:
+    """ALS implicit fitted once per regParam of cfg.als_implicit_regs; the one with the best validation
+    NDCG@k is returned with {reg: validation NDCG} (without a validation split: the first regParam)."""
+    regs = list(cfg.als_implicit_regs)
+    if validation is None or len(regs) == 1:
+        return als_model(train, cfg, True, regs[0]), regs[0], {}
+    seen = train.select(S.USER_IDX, S.ITEM_IDX)
+    best, scores = None, {}
+    for reg in regs:
+        model = als_model(train, cfg, True, reg)
+        rows = evaluate_split(spark, S.VALIDATION, validation, seen, {f"als_implicit(reg={reg:g})": als_factors(model)},
+                              n_items, cfg, block)
+        scores[reg] = next(value for _, _, metric, value in rows if metric == f"ndcg@{cfg.k}")
+        if best is None or scores[reg] > scores[best[1]]:
+            best = (model, reg)
+    log.info("evaluate: ALS implicit regParam %g chosen on validation NDCG@%d (%s)", best[1], cfg.k,
+             ", ".join(f"{r:g}: {v:.4f}" for r, v in scores.items()))
+    return best[0], best[1], scores
+
+
+def checkpoint_dir(spark: SparkSession, cfg: Config, ds: str) -> str | None:
+    """Point Spark's checkpoints at a folder under data_dir (returned, to delete after the stage), unless the
+    deployment configured spark.checkpoint.dir."""
+    if spark.conf.get("spark.checkpoint.dir", None):
+        return None
+    path = cfg.ds_path("checkpoints", ds)
+    spark.sparkContext.setCheckpointDir(path)
+    return path
 
 
 def als_factors(model) -> tuple[DataFrame, pd.DataFrame]:
@@ -120,38 +153,53 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         e = cfg.evaluate
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
         frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
-        train = frames[S.TRAIN]
         run_row = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
-        result = json.loads(run_row["result"])
-        users = train.select(S.USER_IDX).distinct()
-        n_items = train.select(S.ITEM_IDX).distinct().count()
-
-        als_exp = als_model(train, e, implicit=False)
-        als_imp = als_model(train, e, implicit=True)
-        candidates = {"model": (*model_factors(spark, cfg, ds), train_stage.mlp_for_scoring(cfg, ds, run_row["model"])),
-                      "popularity": popularity_factors(train, users),
-                      "als_implicit": als_factors(als_imp)}
-        rows: list[tuple] = []
-        seen = train.select(S.USER_IDX, S.ITEM_IDX)
-        for split in (S.VALIDATION, S.TEST):
-            if split not in frames:
-                continue
-            heldout = frames[split]
-            rows += rating_rows(split, train, heldout, als_exp, result)
-            rows += evaluate_split(spark, split, heldout, seen, candidates, n_items, e, cfg.score.block_users)
-            seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
-        settings = json.dumps({"k": e.k, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_reg": e.als_implicit_reg,
-                                                 "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed},
+        checkpoints = checkpoint_dir(spark, cfg, ds)
+        chosen: dict = {}
+        try:
+            rows = evaluate_all(spark, cfg, ds, frames, run_row["model"], json.loads(run_row["result"]), chosen)
+        finally:
+            if checkpoints:  # after every use of the ALS factors
+                warehouse.delete_path(spark, checkpoints)
+        settings = json.dumps({"k": e.k, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_regs": e.als_implicit_regs,
+                                                 "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed,
+                                                 **chosen},
                                "bias_reg": 10.0, "model": run_row["model"], "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
         report["wrote"] = {cfg.table("evaluation"): n}
         report["metrics"] = summary(rows)
-        report["wrote"]["report"] = write_report(spark, cfg, ds, run_row["model"], report["metrics"], train)
+        report["wrote"]["report"] = write_report(spark, cfg, ds, run_row["model"], report["metrics"], frames[S.TRAIN])
         for f in frames.values():
             f.unpersist()
     return report
+
+
+def evaluate_all(spark: SparkSession, cfg: Config, ds: str, frames: dict, model_kind: str, result: dict,
+                 chosen: dict) -> list[tuple]:
+    """Evaluation rows (split, model, metric, value) of the model and the baselines on each held-out split;
+    settings chosen on the way (the ALS implicit regParam) are added to ``chosen``."""
+    e = cfg.evaluate
+    train = frames[S.TRAIN]
+    users = train.select(S.USER_IDX).distinct()
+    n_items = train.select(S.ITEM_IDX).distinct().count()
+    als_exp = als_model(train, e, False, e.als_reg)
+    als_imp, reg, grid = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, cfg.score.block_users)
+    chosen.update(als_implicit_reg=reg, als_implicit_validation_ndcg={f"{r:g}": v for r, v in grid.items()})
+    candidates = {"model": (*model_factors(spark, cfg, ds), train_stage.mlp_for_scoring(cfg, ds, model_kind)),
+                  "popularity": popularity_factors(train, users),
+                  "als_implicit": als_factors(als_imp)}
+    rows: list[tuple] = []
+    seen = train.select(S.USER_IDX, S.ITEM_IDX)
+    for split in (S.VALIDATION, S.TEST):
+        if split not in frames:
+            continue
+        heldout = frames[split]
+        rows += rating_rows(split, train, heldout, als_exp, result)
+        rows += evaluate_split(spark, split, heldout, seen, candidates, n_items, e, cfg.score.block_users)
+        seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
+    return rows
 
 
 def write_report(spark: SparkSession, cfg: Config, ds: str, model: str, summary_: dict, train: DataFrame) -> str:
