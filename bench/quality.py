@@ -5,8 +5,9 @@
 
 Each dataset runs the real pipeline (ingest .. evaluate) with the same code and defaults; only the input,
 the split protocol and, for the RMSE protocols, the model kind (train.model=dot, the rating model; top-N
-protocols use the default ranking model) differ, as the published protocols do. Prints, per dataset, the test metrics of the model and of the
-baselines evaluated on the same split, and the ratios the targets are stated in.
+protocols use the default ranking model) differ, as the published protocols do. Prints, per dataset, the
+test metrics of the model and of the baselines evaluated on the same split, and the ratios the targets are
+stated in.
 """
 from __future__ import annotations
 

@@ -88,10 +88,10 @@ def build_softmax(n_users: int, n_items: int, cfg: TrainConfig):
     whole catalogue when it has at most ``cfg.negatives`` items, else over ``cfg.negatives`` items sampled
     uniformly per batch (shared by its rows; the chosen item is masked out of them, and the sampled logits
     get the log(n_items / negatives) correction of sampled softmax)."""
-    model = softmax_model_class()(n_users=n_users, n_items=n_items, factors=cfg.factors, l2=cfg.l2,
-                         negatives=cfg.negatives, seed=cfg.seed, name="recjob_softmax")
     import keras
 
+    model = softmax_model_class()(n_users=n_users, n_items=n_items, factors=cfg.factors, l2=cfg.l2,
+                                  negatives=cfg.negatives, seed=cfg.seed, name="recjob_softmax")
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     return model
 

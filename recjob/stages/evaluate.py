@@ -68,11 +68,12 @@ def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool, reg: float)
 
 def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFrame | None, n_items: int,
                       cfg: EvaluateConfig, block: int) -> tuple:
-    """ALS implicit fitted once per regParam of cfg.als_implicit_regs; the one with the best validation
-    NDCG@k is returned with {reg: validation NDCG} (without a validation split: the first regParam)."""
+    """ALS implicit fitted once per regParam of cfg.als_implicit_regs; returns (model, regParam,
+    {regParam: validation NDCG@k}, the chosen model's validation rows named "als_implicit"), the one with the
+    best validation NDCG@k chosen. Without a validation split or with one regParam: the first, no rows."""
     regs = list(cfg.als_implicit_regs)
     if validation is None or len(regs) == 1:
-        return als_model(train, cfg, True, regs[0]), regs[0], {}
+        return als_model(train, cfg, True, regs[0]), regs[0], {}, []
     seen = train.select(S.USER_IDX, S.ITEM_IDX)
     best, scores = None, {}
     for reg in regs:
@@ -81,10 +82,10 @@ def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFra
                               n_items, cfg, block)
         scores[reg] = next(value for _, _, metric, value in rows if metric == f"ndcg@{cfg.k}")
         if best is None or scores[reg] > scores[best[1]]:
-            best = (model, reg)
+            best = (model, reg, [(split, "als_implicit", metric, value) for split, _, metric, value in rows])
     log.info("evaluate: ALS implicit regParam %g chosen on validation NDCG@%d (%s)", best[1], cfg.k,
              ", ".join(f"{r:g}: {v:.4f}" for r, v in scores.items()))
-    return best[0], best[1], scores
+    return best[0], best[1], scores, best[2]
 
 
 def checkpoint_dir(spark: SparkSession, cfg: Config, ds: str) -> str | None:
@@ -185,7 +186,8 @@ def evaluate_all(spark: SparkSession, cfg: Config, ds: str, frames: dict, model_
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()
     als_exp = als_model(train, e, False, e.als_reg)
-    als_imp, reg, grid = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, cfg.score.block_users)
+    als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e,
+                                                         cfg.score.block_users)
     chosen.update(als_implicit_reg=reg, als_implicit_validation_ndcg={f"{r:g}": v for r, v in grid.items()})
     candidates = {"model": (*model_factors(spark, cfg, ds), train_stage.mlp_for_scoring(cfg, ds, model_kind)),
                   "popularity": popularity_factors(train, users),
@@ -197,7 +199,9 @@ def evaluate_all(spark: SparkSession, cfg: Config, ds: str, frames: dict, model_
             continue
         heldout = frames[split]
         rows += rating_rows(split, train, heldout, als_exp, result)
-        rows += evaluate_split(spark, split, heldout, seen, candidates, n_items, e, cfg.score.block_users)
+        done = als_val_rows if split == S.VALIDATION else []  # the ALS choice already measured these
+        todo = {name: c for name, c in candidates.items() if not (done and name == "als_implicit")}
+        rows += evaluate_split(spark, split, heldout, seen, todo, n_items, e, cfg.score.block_users) + done
         seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
     return rows
 

@@ -2,9 +2,10 @@
 
 The item factors (sized by the catalogue) are broadcast; users stream through ``mapInPandas`` in blocks,
 each block one matrix product (for the MLP model: the MLP over every (user, item) pair of the block, its
-first layer split so that the item half is computed once) plus a per-row top-k. There is no users x items cross join. Columns of
-the item matrix are in asin order, so equal scores break on the original item id. Seen items are every item
-the user reviewed in the ingested reviews of this ds, not only those in the training sample.
+first layer split so that the item half is computed once) plus a per-row top-k. There is no users x items
+cross join. Columns of the item matrix are in asin order, so equal scores break on the original item id.
+Seen items are every item the user reviewed in the ingested reviews of this ds, not only those in the
+training sample.
 """
 from __future__ import annotations
 
