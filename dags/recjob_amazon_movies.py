@@ -53,7 +53,7 @@ def _conf_defaults(path: str) -> dict:
         "window_end": str(section("sample").get("end", "2019-01-01")),
         "top_n": int(section("score").get("top_n", 10)),
         "model": section("train").get("model", "softmax"),
-        "factors": int(section("train").get("factors", 32)),
+        "factors": int(section("train").get("factors", 0)),  # 0: the model's default
     }
 
 
@@ -98,8 +98,9 @@ with DAG(
         "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
         "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),
         "top_n": Param(DEFAULTS["top_n"], type="integer", minimum=1),
-        "model": Param(DEFAULTS["model"], type="string", enum=["softmax", "bpr", "dot", "mlp"]),
-        "factors": Param(DEFAULTS["factors"], type="integer", minimum=1),
+        "model": Param(DEFAULTS["model"], type="string", enum=["softmax", "bpr", "dot", "mlp", "bpmf"]),
+        "factors": Param(DEFAULTS["factors"], type="integer", minimum=0,
+                         description="embedding size; 0: the model's default (32; bpmf 10)"),
     },
     tags=["recjob"],
 ) as dag:

@@ -62,14 +62,18 @@ class ShardsConfig:
 
 # Per-model regularisation defaults, picked by small grids on generated data (README, "Model"):
 # rating models need strong per-example L2 to beat the bias baseline; BPR overfits less per step.
-MODEL_DEFAULTS = {"dot": {"l2": 0.15, "bias_l2": 0.001}, "mlp": {"l2": 0.15, "bias_l2": 0.001},
-                  "bpr": {"l2": 0.01, "bias_l2": 0.0}, "softmax": {"l2": 0.06, "bias_l2": 0.0}}
+# bpmf: Bayesian, no L2 to choose; rank 10 as in its usual MovieLens set-up (20 and 32 were no better on
+# ML-100k u1..u5, README "Models").
+MODEL_DEFAULTS = {"dot": {"factors": 32, "l2": 0.15, "bias_l2": 0.001}, "mlp": {"factors": 32, "l2": 0.15, "bias_l2": 0.001},
+                  "bpr": {"factors": 32, "l2": 0.01, "bias_l2": 0.0}, "softmax": {"factors": 32, "l2": 0.06, "bias_l2": 0.0},
+                  "bpmf": {"factors": 10, "l2": 0.0, "bias_l2": 0.0}}
+MODELS = ("softmax", "bpr", "dot", "mlp", "bpmf")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "softmax"  # softmax | bpr (ranking objectives) | dot (dot product + biases + mean) | mlp
-    factors: int = 32
+    model: str = "softmax"  # softmax | bpr (ranking objectives) | dot (dot product + biases + mean) | mlp | bpmf
+    factors: int = 0  # embedding size; 0: the model's default (MODEL_DEFAULTS)
     mlp_layers: tuple = (64, 32)
     dropout: float = 0.2
     l2: float = -1.0  # per-example L2 on the looked-up factors; < 0: the model's default (MODEL_DEFAULTS)
@@ -83,6 +87,13 @@ class TrainConfig:
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
     negatives: int = 2048  # softmax: items per batch in the softmax (the whole catalogue if it is smaller)
     ranking_probe_users: int = 2000  # softmax, bpr: validation NDCG@10 per epoch on up to this many sampled users
+    # bpmf (Gibbs sampling): sweeps before the first kept sample, samples averaged, sweeps between kept samples
+    mcmc_burn_in: int = 50
+    mcmc_samples: int = 50
+    mcmc_thin: int = 5
+    bpmf_implicit: bool = True  # bpmf: the rated items / raters as side information in the priors (SVD++-like)
+    mcmc_cg_iterations: int = 50  # bpmf: cap on each conjugate-gradient solve for the implicit links
+    bpmf_noise_prior: float = 0.1  # bpmf: weight (x n ratings) of the noise prior at the bias model's error
 
 
 @dataclass(frozen=True)
@@ -176,12 +187,14 @@ def _check(cfg: Config) -> Config:
         problems.append("shards.split=given needs input.test (the held-out file)")
     if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
         problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
-    if t.model not in ("softmax", "bpr", "dot", "mlp"):
-        problems.append(f"train.model={t.model!r} must be 'softmax', 'bpr', 'dot' or 'mlp'")
-    for key in ("factors", "batch_size", "max_epochs", "patience", "reader_workers", "negatives",
-                "min_steps_per_epoch"):
+    if t.model not in MODELS:
+        problems.append(f"train.model={t.model!r} must be one of " + ", ".join(repr(m) for m in MODELS))
+    for key in ("batch_size", "max_epochs", "patience", "reader_workers", "negatives",
+                "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
+    if t.factors < 0 or t.mcmc_burn_in < 0 or t.bpmf_noise_prior < 0:
+        problems.append("train.factors, train.mcmc_burn_in and train.bpmf_noise_prior must be >= 0")
     if t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
     if cfg.score.top_n < 1 or cfg.score.block_users < 1:
@@ -301,7 +314,8 @@ def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
     values = _merge(_dates_to_str(values), parse_overrides(overrides))
     cfg = _check(_build(Config, values, ""))
     t = cfg.train
-    resolved = {k: (v if getattr(t, k) < 0 else getattr(t, k)) for k, v in MODEL_DEFAULTS[t.model].items()}
+    unset = {k: getattr(t, k) == 0 if k == "factors" else getattr(t, k) < 0 for k in MODEL_DEFAULTS[t.model]}
+    resolved = {k: (v if unset[k] else getattr(t, k)) for k, v in MODEL_DEFAULTS[t.model].items()}
     return dataclasses.replace(cfg, train=dataclasses.replace(t, **resolved))
 
 

@@ -51,7 +51,7 @@ def build(n_users: int, n_items: int, cfg: TrainConfig, global_mean: float):
 
 
 NEG_IN = "neg_idx"
-RATING_MODELS = ("dot", "mlp")
+RATING_MODELS = ("dot", "mlp", "bpmf")  # bpmf: recjob.bpmf (Gibbs sampling, not Keras)
 RANKING_MODELS = ("softmax", "bpr")
 
 

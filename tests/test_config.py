@@ -33,6 +33,8 @@ def test_overrides_are_typed_and_nested():
     ("sample.user_fraction=0", "user_fraction"),
     ("shards.split=sideways", "shards.split"),
     ("train.model=svd", "train.model"),
+    ("train.factors=-3", "train.factors"),
+    ("train.mcmc_samples=0", "train.mcmc_samples"),
     ("novalue", "expected key=value"),
 ])
 def test_bad_config_is_refused_with_reason(override, message):
@@ -56,6 +58,10 @@ def test_model_defaults_and_explicit_values():
     assert config.load(None, ["train.model=dot"]).train.l2 == 0.15
     assert config.load(None, ["train.model=dot", "train.l2=0.5"]).train.l2 == 0.5
     assert config.load(None, ["train.model=bpr"]).train.bias_l2 == 0.0
+    assert config.load(None, []).train.factors == 32
+    assert config.load(None, ["train.model=bpmf"]).train.factors == 10
+    assert config.load(None, ["train.model=bpmf", "train.factors=16"]).train.factors == 16
+    assert config.load(str(ROOT / "conf" / "local.yaml"), ["train.model=bpmf"]).train.factors == 10  # the shipped conf leaves it 0
 
 
 def test_float_lists():

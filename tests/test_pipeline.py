@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
@@ -112,6 +113,39 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
     with pytest.raises(GateFailed, match="quality gate failed"):
         pipeline.run_stage("publish", cfg, spark, DS)
     assert not warehouse.table_exists(spark, cfg.table("recommendations"))
+
+
+def test_bpmf_through_the_pipeline(spark, generated, tmp_path):
+    """The Gibbs-sampled model reads the shards, beats the rating baselines on validation and test, and is
+    exported as one factor model: its recorded RMSE is that of the exported factors, as scored."""
+    from recjob import bpmf, config
+
+    cfg = config.load(None, [f"data_dir={tmp_path}", "database=e2e_bpmf", "train.model=bpmf",  # default sweeps
+                             f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
+                             "sample.start=2008-01-01", "sample.end=2019-01-01",
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3",
+                             "evaluate.als_rank=8", "evaluate.als_iterations=5", "evaluate.als_implicit_regs=[1.0]"])
+    pipeline.run(cfg, spark, DS, last="evaluate")
+    run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
+    result = json.loads(run["result"])
+    assert run["model"] == "bpmf" and run["model_path"].endswith("bpmf.npz")
+    assert result["epochs"] == 50 + 50 * 5 == result["best_epoch"]
+    ev = _evaluation(spark, cfg, "validation")
+    test = _evaluation(spark, cfg, "test")
+    assert ev["model"]["rmse"] == pytest.approx(result["val_rmse"])
+    for split in (ev, test):
+        assert split["model"]["rmse"] < split["bias"]["rmse"] < split["global_mean"]["rmse"], split
+    # the exported factors are 50 samples x 10 factors wide and reproduce the recorded validation RMSE
+    f = bpmf.load(warehouse.read_bytes(run["model_path"]))
+    assert f["user"].shape[1] == f["item"].shape[1] == 500
+    stats = {r[S.SPLIT]: r["path"] for r in warehouse.read_partition(spark, cfg.table("shards"), DS).collect()}
+    val = spark.read.parquet(stats[S.VALIDATION]).toPandas()
+    pred = bpmf.predict(f, val[S.USER_IDX].to_numpy(), val[S.ITEM_IDX].to_numpy())
+    assert np.sqrt(np.mean((pred - val["rating"].to_numpy()) ** 2)) == pytest.approx(result["val_rmse"], rel=1e-5)
+    factors = warehouse.read_partition(spark, cfg.table("item_factors"), DS).first()["factors"]
+    assert len(factors) == 500
+    scores = spark.table(cfg.table("scores")).where(F.col("ds") == DS)
+    assert scores.count() > 0
 
 
 def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):

@@ -20,7 +20,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics, topk, warehouse
+from recjob import bpmf, metrics, topk, warehouse
 from recjob import model as M
 from recjob import schema as S
 from recjob.config import Config, TrainConfig
@@ -56,7 +56,7 @@ def evaluate_url(model, url: str, cfg: TrainConfig, batch_size: int = 16384) -> 
     n = 0
     with _reader(url, 1, cfg, shuffle=False) as reader:
         for x, y in _dataset(reader, batch_size):
-            p = model(x, training=False).numpy().astype(np.float64)
+            p = np.asarray(model(x, training=False), dtype=np.float64)
             err = p - y.numpy()
             sse += float(np.dot(err, err))
             sae += float(np.abs(err).sum())
@@ -184,6 +184,50 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
     return model, cb
 
 
+def read_ratings(url: str, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_idx, item_idx, rating) of a whole shard folder, read in one pass through Petastorm."""
+    parts = []
+    with _reader(url, 1, cfg, shuffle=False) as reader:
+        for batch in reader:
+            parts.append((np.asarray(batch.user_idx), np.asarray(batch.item_idx), np.asarray(batch.rating)))
+    if not parts:
+        raise ValueError(f"no rows in {url}")
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+class FactorPredictor:
+    """Predicted ratings of a factor dict (user, item, user_bias, item_bias, mean), callable like the Keras
+    models on a batch {user_idx, item_idx}."""
+
+    def __init__(self, f: dict):
+        self.f = f
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        return bpmf.predict(self.f, np.asarray(x[M.USER_IN]), np.asarray(x[M.ITEM_IN]))
+
+
+def fit_bpmf(train_url: str, val_url: str, n_users: int, n_items: int, cfg: TrainConfig) -> tuple[dict, list[dict]]:
+    """Gibbs-sample BPMF on the train shards (recjob.bpmf); the history has per sweep the train RMSE of the
+    sample, the validation RMSE of the sample alone and of the average of the samples kept so far."""
+    users, items, ratings = read_ratings(train_url, cfg)
+    v_users, v_items, v_ratings = read_ratings(val_url, cfg)
+    total, kept = np.zeros(len(v_ratings)), 0
+
+    def on_sweep(state: dict, keep: bool) -> dict:
+        nonlocal kept
+        pred = bpmf.predict(state, v_users, v_items)
+        out = {"val_rmse_sample": math.sqrt(float(np.mean(np.square(pred - v_ratings))))}
+        if keep:
+            total[:] += pred
+            kept += 1
+        out["val_rmse"] = math.sqrt(float(np.mean(np.square(total / kept - v_ratings)))) if kept else math.nan
+        return out
+
+    f = bpmf.sample(users, items, ratings, n_users, n_items, cfg.factors, cfg.mcmc_burn_in, cfg.mcmc_samples,
+                    cfg.mcmc_thin, cfg.seed, cfg.bpmf_implicit, cfg.mcmc_cg_iterations, cfg.bpmf_noise_prior, on_sweep)
+    return f, f.pop("history")
+
+
 def batch_size(train_rows: int, cfg: TrainConfig) -> int:
     """cfg.batch_size, made smaller on small data so that one epoch has at least cfg.min_steps_per_epoch
     steps: early stopping checks once per epoch, and a few thousand rows in batches of 1024 would give it
@@ -227,6 +271,7 @@ def _write_factors(matrix: np.ndarray, bias: np.ndarray, url: str) -> None:
 
 
 MLP_FILE = "mlp.npz"
+BPMF_FILE = "bpmf.npz"
 
 
 def mlp_for_scoring(cfg: Config, ds: str, model_kind: str) -> list | None:
@@ -263,14 +308,21 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         log.info("train: %s model, %d factors, %d users x %d items, %d train / %d validation rows, mean %.4f",
                  t.model, t.factors, n_users, n_items, tr["rows"], va["rows"], mean)
         t0 = time.monotonic()
-        model, cb = fit(warehouse.file_url(tr["path"]), warehouse.file_url(va["path"]), int(tr["rows"]),
-                        n_users, n_items, mean, t)
+        train_url, val_url = warehouse.file_url(tr["path"]), warehouse.file_url(va["path"])
+        if t.model == "bpmf":
+            f, history = fit_bpmf(train_url, val_url, n_users, n_items, t)
+            model, best_epoch = FactorPredictor(f), len(history)
+        else:
+            model, cb = fit(train_url, val_url, int(tr["rows"]), n_users, n_items, mean, t)
+            f, history, best_epoch = M.factors(model), cb.history, cb.best_epoch
         fit_seconds = time.monotonic() - t0
-        best = cb.history[cb.best_epoch - 1] if cb.best_epoch else {}
-        result = {"model": t.model, "epochs": len(cb.history), "best_epoch": cb.best_epoch,
+        best = history[best_epoch - 1] if best_epoch else {}
+        result = {"model": t.model, "epochs": len(history), "best_epoch": best_epoch,
                   **{k: v for k, v in best.items() if k.startswith("val_")},
                   "fit_seconds": round(fit_seconds, 1),
-                  "train_rows_per_second": round(len(cb.history) * tr["rows"] / max(fit_seconds, 1e-9))}
+                  "train_rows_per_second": round(len(history) * tr["rows"] / max(fit_seconds, 1e-9))}
+        if t.model == "bpmf":  # the exported average, exactly as it is scored (float32 factors)
+            result["val_rmse"], result["val_mae"], _ = evaluate_url(model, val_url, t)
         if stats[S.TEST]["rows"] and t.model in M.RATING_MODELS:
             rmse, mae, _ = evaluate_url(model, warehouse.file_url(stats[S.TEST]["path"]), t)
             result.update(test_rmse=rmse, test_mae=mae)
@@ -283,18 +335,21 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         vb = result[f"{S.VALIDATION}_baselines"]
         if t.model in M.RATING_MODELS:
             log.info("train: validation rmse %.4f (best epoch %d of %d); global mean %.4f, bias-only %.4f",
-                     result["val_rmse"], cb.best_epoch, len(cb.history), vb["global_mean_rmse"], vb["bias_rmse"])
+                     result["val_rmse"], best_epoch, len(history), vb["global_mean_rmse"], vb["bias_rmse"])
         else:
             log.info("train: validation NDCG@10 %.4f on a user sample (best epoch %d of %d)",
-                     result["val_ndcg@10"], cb.best_epoch, len(cb.history))
+                     result["val_ndcg@10"], best_epoch, len(history))
 
         model_dir = cfg.ds_path("models", ds)
-        model_path = _save_model(model, model_dir)
+        if t.model == "bpmf":
+            model_path = f"{model_dir}/{BPMF_FILE}"
+            warehouse.write_bytes(model_path, bpmf.save(f))
+        else:
+            model_path = _save_model(model, model_dir)
         warehouse.write_bytes(f"{model_dir}/history.json", json.dumps(
-            {"config": t.__dict__, "result": result, "history": cb.history}, indent=2, default=str).encode("utf-8"))
+            {"config": t.__dict__, "result": result, "history": history}, indent=2, default=str).encode("utf-8"))
         if t.model == "mlp":  # scoring needs the dense layers too (topk.mlp_part)
             warehouse.write_bytes(f"{model_dir}/{MLP_FILE}", M.save_mlp(M.mlp_weights(model)))
-        f = M.factors(model)
         wrote = {}
         for side, idx_col, id_col, index_table, matrix, bias in (
                 ("user", S.USER_IDX, S.USER, "user_index", f["user"], f["user_bias"]),
