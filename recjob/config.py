@@ -93,6 +93,7 @@ class TrainConfig:
     mcmc_thin: int = 5
     bpmf_implicit: bool = True  # bpmf: the rated items / raters as side information in the priors (SVD++-like)
     mcmc_cg_iterations: int = 50  # bpmf: cap on each conjugate-gradient solve for the implicit links
+    bpmf_export_rank: int = 32  # bpmf: the sample average is exported as this many factors (0: samples x factors)
     bpmf_noise_prior: float = 0.1  # bpmf: weight (x n ratings) of the noise prior at the bias model's error
 
 
@@ -193,8 +194,8 @@ def _check(cfg: Config) -> Config:
                 "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
-    if t.factors < 0 or t.mcmc_burn_in < 0 or t.bpmf_noise_prior < 0:
-        problems.append("train.factors, train.mcmc_burn_in and train.bpmf_noise_prior must be >= 0")
+    if min(t.factors, t.mcmc_burn_in, t.bpmf_noise_prior, t.bpmf_export_rank) < 0:
+        problems.append("train.factors, mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
     if t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
     if cfg.score.top_n < 1 or cfg.score.block_users < 1:

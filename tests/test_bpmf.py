@@ -126,3 +126,16 @@ def test_same_seed_same_model_and_save_load_roundtrip():
     assert back["mean"] == pytest.approx(a["mean"])
     for key in ("user", "item", "user_bias", "item_bias"):
         np.testing.assert_array_equal(back[key], a[key])
+
+
+@pytest.mark.parametrize("n_items", [50, 7])  # 7: fewer items than columns, the item Gram matrix is singular
+def test_compress_gives_the_best_low_rank_product(n_items):
+    rng = np.random.default_rng(4)
+    user, item = rng.normal(size=(40, 12)).astype(np.float32), rng.normal(size=(n_items, 12)).astype(np.float32)
+    full = user.astype(np.float64) @ item.T.astype(np.float64)
+    u, s, vt = np.linalg.svd(full)
+    for rank in (3, 12):
+        cu, ci = bpmf.compress(user, item, rank, chunk=16)
+        r = min(rank, n_items)
+        assert cu.shape == (40, r) and ci.shape == (n_items, r)
+        np.testing.assert_allclose(cu @ ci.T, (u[:, :r] * s[:r]) @ vt[:r], atol=1e-3)

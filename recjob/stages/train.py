@@ -1,5 +1,8 @@
 """train: parquet shards -> Keras model (read through Petastorm) + exported user/item factor tables.
 
+``train.model=bpmf`` is not Keras: its Gibbs sampler (recjob.bpmf) reads the train split through the same
+Petastorm reader in one pass, runs a fixed number of sweeps and exports the posterior average as factors.
+
 The training loop is local to the driver (like any Keras fit) and streams the shards: Petastorm's batch
 reader yields row groups, which ``rebatch`` turns into fixed-size batches. After each epoch the rating models
 (dot, mlp) compute validation RMSE exactly with a fresh one-pass reader, the ranking models (softmax, bpr)
@@ -224,7 +227,8 @@ def fit_bpmf(train_url: str, val_url: str, n_users: int, n_items: int, cfg: Trai
         return out
 
     f = bpmf.sample(users, items, ratings, n_users, n_items, cfg.factors, cfg.mcmc_burn_in, cfg.mcmc_samples,
-                    cfg.mcmc_thin, cfg.seed, cfg.bpmf_implicit, cfg.mcmc_cg_iterations, cfg.bpmf_noise_prior, on_sweep)
+                    cfg.mcmc_thin, cfg.seed, cfg.bpmf_implicit, cfg.mcmc_cg_iterations, cfg.bpmf_noise_prior,
+                    cfg.bpmf_export_rank, on_sweep)
     return f, f.pop("history")
 
 
