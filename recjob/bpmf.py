@@ -92,11 +92,27 @@ class Side:
                 gram[:, a, b] = gram[:, b, a] = np.bincount(local, weights=z[:, a] * z[:, b], minlength=m)
             rhs = np.stack([np.bincount(local, weights=z[:, a] * target[r0:r1], minlength=m) for a in range(d)], 1)
             prec = lam[None] + alpha * gram
-            chol = np.linalg.cholesky(prec)
+            chol = _cholesky(prec)
             mean = np.linalg.solve(prec, (alpha * rhs + lam_mu[start:stop])[..., None])[..., 0]
             noise = np.linalg.solve(np.transpose(chol, (0, 2, 1)), rng.standard_normal((m, d))[..., None])[..., 0]
             out[start:stop] = mean + noise
         return out
+
+
+def _cholesky(a: np.ndarray) -> np.ndarray:
+    """Batched Cholesky; on a numerically indefinite matrix, retried once with a small ridge (1e-9 of the
+    mean diagonal), which the posterior does not notice; a clear error if that fails too."""
+    try:
+        return np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        ridge = 1e-9 * np.abs(np.einsum("...ii->...", a)).mean() / a.shape[-1]
+        log.warning("train: bpmf: indefinite normal equations, retrying with a ridge of %.3g", ridge)
+        try:
+            return np.linalg.cholesky(a + ridge * np.eye(a.shape[-1]))
+        except np.linalg.LinAlgError:
+            finite = bool(np.isfinite(a).all())
+            raise FloatingPointError(f"bpmf: the normal equations are not positive definite ({'finite' if finite else 'not finite'}); "
+                                     "the sampler diverged: try train.bpmf_noise_prior > 0 or fewer train.factors") from None
 
 
 class Link:
@@ -174,6 +190,9 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
     for sweep in range(1, sweeps + 1):
         x_user = _draw_side(rng, by_user, links and links[0], x_user, x_item, ratings, mean, k, alpha)
         x_item = _draw_side(rng, by_item, links and links[1], x_item, x_user, ratings, mean, k, alpha)
+        if not (np.isfinite(x_user).all() and np.isfinite(x_item).all()):
+            raise FloatingPointError(f"bpmf: the sampled vectors are not finite after sweep {sweep} (a non-finite "
+                                     "rating, or the sampler diverged: try train.bpmf_noise_prior > 0)")
         pred = mean + x_user[users, k] + x_item[items, k] + np.einsum("ij,ij->i", x_user[users, :k], x_item[items, :k])
         sse = float(np.square(ratings - pred).sum())
         alpha = rng.gamma(1.0 + a0 + len(ratings) / 2, 1.0 / (1.0 + a0 * s2 + sse / 2))

@@ -139,3 +139,20 @@ def test_compress_gives_the_best_low_rank_product(n_items):
         r = min(rank, n_items)
         assert cu.shape == (40, r) and ci.shape == (n_items, r)
         np.testing.assert_allclose(cu @ ci.T, (u[:, :r] * s[:r]) @ vt[:r], atol=1e-3)
+
+
+def test_cholesky_retries_a_borderline_matrix_and_names_a_diverged_one():
+    v = np.array([[1.0, 1.0], [1.0, 1.0 - 1e-15]])[None]  # singular to rounding: plain Cholesky refuses it
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(v)
+    assert np.isfinite(bpmf._cholesky(v)).all()
+    with pytest.raises(FloatingPointError, match="diverged"):
+        bpmf._cholesky(np.array([[[1.0, 2.0], [2.0, 1.0]]]))
+
+
+def test_a_diverged_sampler_stops_with_a_clear_error():
+    (u, i, r), _ = _ratings(n_users=30, n_items=20, per_user=10)
+    r = r.copy()
+    r[0] = np.inf  # e.g. a corrupt rating
+    with pytest.raises(FloatingPointError, match="not finite after sweep 1"):
+        bpmf.sample(u, i, r, 30, 20, k=2, burn_in=2, samples=2, thin=1, seed=0)
