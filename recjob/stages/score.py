@@ -26,7 +26,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("score", ds) as report:
         runs = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
         kind = runs["model"]
-        # dot, mlp: the score is the predicted rating (mean + biases + dot product or MLP output);
+        # dot, mlp, bpmf: the score is the predicted rating (mean + biases + dot product or MLP output);
         # softmax, bpr: the ranking score.
         mean = (warehouse.read_partition(spark, cfg.table("shards"), ds).where(F.col(S.SPLIT) == S.TRAIN)
                 .first()["rating_mean"] if kind in RATING_MODELS else 0.0)
