@@ -10,18 +10,20 @@ users who rated the item. The link matrices B are learnt too, as side informatio
 W0 = I, nu0 = d), Gamma(1, 1) on lambda_B, and on alpha a Gamma worth ``noise_prior`` x n pseudo-ratings
 whose mean squared error is that of the damped bias model on the train rows. With the flat Gamma(1, 1)
 instead, on sparse data (4 ratings per user) the sampler fell into a mode with noise sd 0.25 and validation
-RMSE worse than the bias model's; the prior keeps the noise between the two (README, "Models"). Each sweep draws, for users then items: (mu, Lambda)
-given the vectors less their link part; every vector given the other side (a (k+1)-dimensional Gaussian per
+RMSE worse than the bias model's; the prior keeps the noise between the two (README, "Models").
+
+Each sweep draws, for users then items: (mu, Lambda) given the vectors less their link part; every vector given the other side (a (k+1)-dimensional Gaussian per
 user: the bias is the coefficient of a constant 1 on the item side); B by the perturbation trick, one
 conjugate-gradient solve of (F'F + lambda_B I) B = F'(X - mu) + noise; lambda_B; then alpha. Only the train
 split's rows enter f_u and f_i.
 
 The prediction is the average over the posterior samples kept after burn-in; unlike a single fitted model it
 does not overfit as the sweeps go on, so nothing stops early. The average of S samples is itself a
-dot-product model: sum_s <p_u^s, q_i^s> / S = <[p_u^1..p_u^S] / S, [q_i^1..q_i^S]>. ``sample`` returns it in
-that form (S * k factors, biases averaged), so scoring, top-N and evaluation use it like the other factor
-models. Time and memory are linear in the ratings: the per-user normal equations are built with
-``np.bincount`` over blocks of users and solved as a batch; F and F' are applied the same way.
+dot-product model: sum_s <p_u^s, q_i^s> / S = <[p_u^1..p_u^S] / S, [q_i^1..q_i^S]>, S * k factors wide, with
+the biases averaged; ``sample`` returns it as its best ``export_rank``-factor approximation (``compress``),
+so scoring, top-N and evaluation use it like the other factor models. Time is linear in the ratings: the
+per-user normal equations are built with ``np.bincount`` over blocks of users and solved as a batch; F and F'
+are scipy sparse matrices. Memory: the ratings, plus the kept samples (users x S * k floats) until the end.
 """
 from __future__ import annotations
 
