@@ -12,8 +12,9 @@ whose mean squared error is that of the damped bias model on the train rows. Wit
 instead, on sparse data (4 ratings per user) the sampler fell into a mode with noise sd 0.25 and validation
 RMSE worse than the bias model's; the prior keeps the noise between the two (README, "Models").
 
-Each sweep draws, for users then items: (mu, Lambda) given the vectors less their link part; every vector given the other side (a (k+1)-dimensional Gaussian per
-user: the bias is the coefficient of a constant 1 on the item side); B by the perturbation trick, one
+Each sweep draws, for users then items: (mu, Lambda) given the vectors less their link part; every vector
+given the other side (a (k+1)-dimensional Gaussian per user: the bias is the coefficient of a constant 1 on
+the item side); B by the perturbation trick, one
 conjugate-gradient solve of (F'F + lambda_B I) B = F'(X - mu) + noise; lambda_B; then alpha. Only the train
 split's rows enter f_u and f_i.
 
@@ -112,9 +113,9 @@ def _cholesky(a: np.ndarray) -> np.ndarray:
         try:
             return np.linalg.cholesky(a + ridge * np.eye(a.shape[-1]))
         except np.linalg.LinAlgError:
-            finite = bool(np.isfinite(a).all())
-            raise FloatingPointError(f"bpmf: the normal equations are not positive definite ({'finite' if finite else 'not finite'}); "
-                                     "the sampler diverged: try train.bpmf_noise_prior > 0 or fewer train.factors") from None
+            state = "finite" if np.isfinite(a).all() else "not finite"
+            raise FloatingPointError(f"bpmf: the normal equations are not positive definite ({state}); the sampler "
+                                     "diverged: try train.bpmf_noise_prior > 0 or fewer train.factors") from None
 
 
 class Link:
@@ -129,7 +130,8 @@ class Link:
         whose solution has the posterior's mean and covariance (Lambda x (F'F + lambda_B I))^-1."""
         n, d = x.shape
         chol = np.linalg.cholesky(lam)
-        noise = self.side.ft_times(rng.standard_normal((n, d))) + math.sqrt(self.lam) * rng.standard_normal(self.b.shape)
+        noise = (self.side.ft_times(rng.standard_normal((n, d)))
+                 + math.sqrt(self.lam) * rng.standard_normal(self.b.shape))
         rhs = self.side.ft_times(x - mu) + np.linalg.solve(chol, noise.T).T
         self.b = cg(lambda v: self.side.ft_times(self.side.f_times(v)) + self.lam * v, rhs, self.b, self.cg_iterations)
         spread = float(np.einsum("ij,jk,ik->", self.b, lam, self.b))
