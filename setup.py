@@ -23,7 +23,7 @@ setup(
         "pandas<3",
         "PyYAML>=6",
         "matplotlib>=3.8,<3.10",  # run report figures
-        "scipy>=1.11,<1.14",  # bpmf: sparse implicit-feedback products, Wishart draws (1.14+ wants numpy >= 1.23.5 and is fine too; 1.13 is the verified one)
+        "scipy>=1.11,<1.14",  # bpmf: sparse implicit-feedback products, Wishart draws (1.13 verified)
     ],
     extras_require={
         "airflow": ["apache-airflow>=3.0", "apache-airflow-providers-apache-spark>=5", "pyspark-client"],
