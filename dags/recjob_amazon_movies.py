@@ -98,7 +98,7 @@ with DAG(
         "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
         "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),
         "top_n": Param(DEFAULTS["top_n"], type="integer", minimum=1),
-        "model": Param(DEFAULTS["model"], type="string", enum=["softmax", "bpr", "dot", "mlp", "bpmf"]),
+        "model": Param(DEFAULTS["model"], type="string", enum=["softmax", "bpr", "seq", "dot", "mlp", "bpmf"]),
         "factors": Param(DEFAULTS["factors"], type="integer", minimum=0,
                          description="embedding size; 0: the model's default (32; bpmf 10)"),
     },

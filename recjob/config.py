@@ -68,13 +68,14 @@ MODEL_DEFAULTS = {"dot": {"factors": 32, "l2": 0.15, "bias_l2": 0.001},
                   "mlp": {"factors": 32, "l2": 0.15, "bias_l2": 0.001},
                   "bpr": {"factors": 32, "l2": 0.01, "bias_l2": 0.0},
                   "softmax": {"factors": 32, "l2": 0.06, "bias_l2": 0.0},
-                  "bpmf": {"factors": 10, "l2": 0.0, "bias_l2": 0.0}}
-MODELS = ("softmax", "bpr", "dot", "mlp", "bpmf")
+                  "bpmf": {"factors": 10, "l2": 0.0, "bias_l2": 0.0},
+                  "seq": {"factors": 32, "l2": 0.06, "bias_l2": 0.0}}
+MODELS = ("softmax", "bpr", "seq", "dot", "mlp", "bpmf")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "softmax"  # softmax | bpr (ranking objectives) | dot (dot product + biases + mean) | mlp | bpmf
+    model: str = "softmax"  # softmax | bpr | seq (ranking objectives) | dot (dot product + biases + mean) | mlp | bpmf
     factors: int = 0  # embedding size; 0: the model's default (MODEL_DEFAULTS)
     mlp_layers: tuple = (64, 32)
     dropout: float = 0.2
@@ -88,6 +89,8 @@ class TrainConfig:
     seed: int = 42
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
     negatives: int = 2048  # softmax: items per batch in the softmax (the whole catalogue if it is smaller)
+    history_length: int = 50  # seq: a user's latest items that make their factor
+    markov_order: int = 3  # seq: the latest items that also enter with their own learnt weight
     ranking_probe_users: int = 2000  # softmax, bpr: validation NDCG@10 per epoch on up to this many sampled users
     # bpmf (Gibbs sampling): sweeps before the first kept sample, samples averaged, sweeps between kept samples
     mcmc_burn_in: int = 50
@@ -193,11 +196,14 @@ def _check(cfg: Config) -> Config:
     if t.model not in MODELS:
         problems.append(f"train.model={t.model!r} must be one of " + ", ".join(repr(m) for m in MODELS))
     for key in ("batch_size", "max_epochs", "patience", "reader_workers", "negatives",
-                "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations"):
+                "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations", "history_length",
+                "markov_order"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
     if min(t.factors, t.mcmc_burn_in, t.bpmf_noise_prior, t.bpmf_export_rank) < 0:
         problems.append("train.factors, mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
+    if t.markov_order > t.history_length:
+        problems.append(f"train.markov_order={t.markov_order} must be <= train.history_length={t.history_length}")
     if t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
     if cfg.score.top_n < 1 or cfg.score.block_users < 1:

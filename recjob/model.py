@@ -51,8 +51,11 @@ def build(n_users: int, n_items: int, cfg: TrainConfig, global_mean: float):
 
 
 NEG_IN = "neg_idx"
+HIST_EMB, MARKOV_W = "history_embedding", "markov_weight"
 RATING_MODELS = ("dot", "mlp", "bpmf")  # bpmf: recjob.bpmf (Gibbs sampling, not Keras)
-RANKING_MODELS = ("softmax", "bpr")
+RANKING_MODELS = ("softmax", "bpr", "seq")
+HIST_IN = "history"
+SEQUENCE_MODELS = ("seq",)  # their user factor is computed from the user's latest items (a history column)
 
 
 def build_bpr(n_users: int, n_items: int, cfg: TrainConfig):
@@ -110,26 +113,30 @@ def softmax_model_class():
             super().__init__(**kwargs)
             self.n_users, self.n_items, self.n_factors = n_users, n_items, factors
             self.l2, self.negatives, self.seed = float(l2), int(negatives), int(seed)
-            self.user_embedding = layers.Embedding(n_users, factors, name=USER_EMB,
-                                                   embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
+            if n_users:  # 0: no user embedding (a subclass computes the user factor)
+                self.user_embedding = layers.Embedding(n_users, factors, name=USER_EMB,
+                                                       embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
+                self.user_embedding.build((None,))
             self.item_embedding = layers.Embedding(n_items, factors, name=ITEM_EMB,
                                                    embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed + 1))
             self.item_bias = layers.Embedding(n_items, 1, name=ITEM_BIAS, embeddings_initializer="zeros")
             self.sampler = keras.random.SeedGenerator(seed + 2)
             self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.user_embedding.build((None,))
             self.item_embedding.build((None,))
             self.item_bias.build((None,))
             self.built = True
 
+        def user_vector(self, x):
+            return self.user_embedding(x[USER_IN])
+
         def call(self, x):
             """The score of each (user, item) pair."""
-            p = self.user_embedding(x[USER_IN])
+            p = self.user_vector(x)
             return tf.reduce_sum(p * self.item_embedding(x[ITEM_IN]), axis=1) + self.item_bias(x[ITEM_IN])[:, 0]
 
         def batch_loss(self, x):
-            u, i = x[USER_IN], x[ITEM_IN]
-            p, q = self.user_embedding(u), self.item_embedding(i)
+            i = x[ITEM_IN]
+            p, q = self.user_vector(x), self.item_embedding(i)
             pos = tf.reduce_sum(p * q, axis=1) + self.item_bias(i)[:, 0]
             if self.negatives >= self.n_items:
                 cand, correction = tf.range(self.n_items, dtype=i.dtype), 0.0
@@ -163,6 +170,73 @@ def softmax_model_class():
     return SoftmaxModel
 
 
+def build_seq(n_users: int, n_items: int, cfg: TrainConfig):
+    """A sequence-aware softmax model (Fossil, He and McAuley 2016, trained with the softmax objective): the
+    user factor is computed from the user's latest items h_1 (most recent) .. h_L, not looked up:
+
+        u = sum_j P[h_j] / sqrt(n) + sum_{k <= K} w_k P[h_k],   score(u, i) = <u, q_i> + b_i
+
+    the first term the user's long-term taste (FISM's average of item vectors over the whole history window),
+    the second the Markov part (the last K items, weighted by learnt w_k). The loss is the softmax one of
+    ``build_softmax``, each training row predicting its item from the items the user had before it. As the
+    user factor depends on the history alone, a user is scored from their latest items after training."""
+    import keras
+
+    model = seq_model_class()(n_users=n_users, n_items=n_items, factors=cfg.factors, l2=cfg.l2,
+                              negatives=cfg.negatives, seed=cfg.seed, markov=cfg.markov_order, name="recjob_seq")
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    return model
+
+
+@functools.cache
+def seq_model_class():
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    @keras.saving.register_keras_serializable(package="recjob")
+    class SeqModel(softmax_model_class()):
+        def __init__(self, n_users, n_items, factors, l2, negatives, seed, markov, **kwargs):
+            super().__init__(n_users=0, n_items=n_items, factors=factors, l2=l2, negatives=negatives, seed=seed,
+                             **kwargs)
+            self.n_users, self.markov = n_users, int(markov)
+            # row n_items is the padding of short histories (masked out)
+            self.history_embedding = layers.Embedding(
+                n_items + 1, factors, name=HIST_EMB,
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed + 3))
+            self.history_embedding.build((None,))
+            self.markov_weight = self.add_weight(shape=(self.markov,), initializer="ones", name=MARKOV_W)
+
+        def user_vector(self, x):
+            h = x[HIST_IN]
+            mask = tf.cast(h < self.n_items, tf.float32)
+            e = self.history_embedding(h) * mask[:, :, None]
+            n = tf.reduce_sum(mask, axis=1, keepdims=True)
+            u = tf.reduce_sum(e, axis=1) / tf.sqrt(tf.maximum(n, 1.0))
+            return u + tf.einsum("k,bkf->bf", self.markov_weight, e[:, :self.markov])
+
+        def get_config(self):
+            return {**super().get_config(), "n_users": self.n_users, "markov": self.markov}
+
+    return SeqModel
+
+
+def seq_user_factors(history_embedding: np.ndarray, markov_weight: np.ndarray, history: np.ndarray,
+                     chunk: int = 100_000) -> np.ndarray:
+    """The seq model's user factors (``SeqModel.user_vector`` in numpy) for histories (users x L, most recent
+    first, padded with n_items = the last row of ``history_embedding``)."""
+    n_items = len(history_embedding) - 1
+    k = len(markov_weight)
+    out = np.empty((len(history), history_embedding.shape[1]), np.float32)
+    for s in range(0, len(history), chunk):
+        h = history[s:s + chunk]
+        mask = (h < n_items).astype(np.float32)
+        e = history_embedding[h] * mask[:, :, None]
+        n = np.sqrt(np.maximum(mask.sum(1, keepdims=True), 1.0))
+        out[s:s + chunk] = e.sum(1) / n + np.einsum("k,bkf->bf", markov_weight, e[:, :k])
+    return out
+
+
 def mlp_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """(kernel, bias) of the MLP model's dense layers in order (the input is [p_u, q_i]); the last is linear."""
     dense = sorted((layer for layer in model.layers if layer.name.startswith("mlp_") and layer.name != "mlp_out"),
@@ -185,11 +259,18 @@ def load_mlp(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(z[f"w_{j}"], z[f"b_{j}"]) for j in range(len(z.files) // 2)]
 
 
-def factors(model) -> dict[str, np.ndarray]:
-    """The learned user/item factor matrices and biases (the MLP's embeddings are its factors)."""
+def factors(model, history: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The learned user/item factor matrices and biases (the MLP's embeddings are its factors; the seq
+    model's user factors are computed from ``history``, every user's latest items)."""
     names = {layer.name for layer in model.layers}
     item = model.get_layer(ITEM_EMB).get_weights()[0]
-    user = model.get_layer(USER_EMB).get_weights()[0]
+    if HIST_EMB in names:
+        if history is None:
+            raise ValueError("the seq model's user factors need the users' histories")
+        user = seq_user_factors(model.get_layer(HIST_EMB).get_weights()[0],
+                                np.asarray(model.markov_weight.numpy()), history)
+    else:
+        user = model.get_layer(USER_EMB).get_weights()[0]
     return {
         "user": user,
         "item": item,

@@ -35,6 +35,8 @@ def test_overrides_are_typed_and_nested():
     ("train.model=svd", "train.model"),
     ("train.factors=-3", "train.factors"),
     ("train.mcmc_samples=0", "train.mcmc_samples"),
+    ("train.history_length=0", "train.history_length"),
+    ("train.markov_order=60", "must be <= train.history_length=50"),
     ("novalue", "expected key=value"),
 ])
 def test_bad_config_is_refused_with_reason(override, message):

@@ -1,7 +1,8 @@
 """Real `airflow dags test` runs: every task launches spark-submit on local[2] with SQLite metadata.
 
 Covers a failure (missing input, clear message, task failed), a rerun after fixing the input (no duplicates),
-and three consecutive weekly run dates (three complete partitions), checked from new processes.
+and a second weekly run date (two complete partitions, stable ids), checked from new processes. (Two dates,
+not more: each run is eight spark-submits, about four minutes on 2 cores.)
 """
 import json
 import os
@@ -17,7 +18,7 @@ from conftest import ROOT
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
 
 BIN = Path(sys.executable).parent
-DATES = ["2026-01-04", "2026-01-11", "2026-01-18"]
+DATES = ["2026-01-04", "2026-01-11"]
 TOP_N = 5
 
 
@@ -111,7 +112,7 @@ def test_missing_input_fails_clearly_then_rerun_succeeds(env):
     check_partition(env, DATES[0])  # complete, and no (user, item) twice
 
 
-def test_backfill_three_dates_gives_three_complete_partitions(env):
+def test_next_date_gives_a_second_complete_partition(env):
     for ds in DATES[1:]:
         run = dags_test(env, ds)
         assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]

@@ -58,3 +58,65 @@ def test_batch_shrinks_on_small_data_only():
     assert train.batch_size(1_000_000, cfg) == 1024
     assert train.batch_size(4_000, cfg) == 200  # 20 steps per epoch
     assert train.batch_size(100, cfg) == 32
+
+
+def _seq(n_items=6, **overrides):
+    cfg = config.load(None, ["train.model=seq", "train.factors=4", "train.history_length=4", "train.markov_order=2",
+                             *[f"train.{k}={v}" for k, v in overrides.items()]]).train
+    return M.build_seq(0, n_items, cfg), cfg
+
+
+def test_seq_user_factor_in_numpy_matches_the_model():
+    model, _ = _seq()
+    model.markov_weight.assign(np.array([1.5, -0.5], np.float32))
+    pad = 6
+    h = np.array([[3, 1, 0, 2], [5, pad, pad, pad], [pad, pad, pad, pad], [2, 2, 4, pad]], np.int32)
+    x = {M.USER_IN: np.zeros(4, np.int32), M.ITEM_IN: np.array([0, 1, 2, 3], np.int32), M.HIST_IN: h}
+    tf_u = model.user_vector(x).numpy()
+    e = model.get_layer(M.HIST_EMB).get_weights()[0]
+    ref = np.zeros((4, 4), np.float32)
+    for r, row in enumerate(h):
+        valid = [j for j in row if j < pad]
+        if valid:
+            ref[r] = e[valid].sum(axis=0) / np.sqrt(len(valid))
+        for k, w in enumerate([1.5, -0.5]):
+            if row[k] < pad:
+                ref[r] += w * e[row[k]]
+    np.testing.assert_allclose(tf_u, ref, rtol=1e-5, atol=1e-6)
+    f = M.factors(model, h)
+    np.testing.assert_allclose(f["user"], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(f["user"][2], 0)  # no history: the item bias alone ranks
+    with pytest.raises(ValueError, match="histories"):
+        M.factors(model)
+
+
+def test_seq_learns_what_follows_the_last_item():
+    # every user walks the catalogue in order: after item j comes j + 1, whatever came before
+    model, _ = _seq(n_items=6, learning_rate=0.05, l2=0.0)
+    pad = 6
+    rng = np.random.default_rng(0)
+    hist, nxt = [], []
+    for _ in range(400):
+        end = int(rng.integers(1, 6))
+        start = max(0, end - int(rng.integers(1, 5)))
+        seq = list(range(start, end))[::-1]
+        hist.append(seq + [pad] * (4 - len(seq)))
+        nxt.append(end)
+    x = {M.USER_IN: np.zeros(400, np.int32), M.ITEM_IN: np.array(nxt, np.int32), M.HIST_IN: np.array(hist, np.int32)}
+    model.fit(x, np.zeros(400, np.float32), epochs=40, batch_size=50, verbose=0)
+    probe = np.array([[j] + [pad] * 3 for j in range(5)], np.int32)
+    f = M.factors(model, probe)
+    scores = f["user"] @ f["item"].T + f["item_bias"]
+    assert (scores.argmax(axis=1) == np.arange(1, 6)).all()
+
+
+def test_seq_model_saves_and_loads(tmp_path):
+    import keras
+
+    model, _ = _seq()
+    path = str(tmp_path / "s.keras")
+    model.save(path)
+    back = keras.saving.load_model(path)
+    h = np.array([[1, 2, 6, 6]], np.int32)
+    np.testing.assert_array_equal(M.factors(back, h)["user"], M.factors(model, h)["user"])
+    assert back.markov == 2

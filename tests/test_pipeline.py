@@ -147,6 +147,38 @@ def test_bpmf_through_the_pipeline(spark, generated, tmp_path):
     assert scores.count() > 0
 
 
+def test_seq_through_the_pipeline(spark, generated, tmp_path):
+    """The sequence-aware model trains from the history column of the train shards, its exported user
+    factors are those of each user's latest train items, and it ranks above popularity."""
+    import keras
+
+    from recjob import config
+    from recjob import model as M
+    from recjob.stages import shards, train
+
+    cfg = config.load(None, [f"data_dir={tmp_path}", "database=e2e_seq", "train.model=seq",
+                             f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
+                             "sample.start=2008-01-01", "sample.end=2019-01-01", "shards.split=temporal",
+                             "sample.min_user_reviews=3", "sample.min_item_reviews=3", "evaluate.als_rank=8",
+                             "evaluate.als_iterations=5", "evaluate.als_implicit_regs=[1.0]"])
+    pipeline.run(cfg, spark, DS, last="evaluate")
+    stats = {r[S.SPLIT]: r for r in warehouse.read_partition(spark, cfg.table("shards"), DS).collect()}
+    shard = spark.read.parquet(stats[S.TRAIN]["path"])
+    assert dict(shard.dtypes)["history"] == "array<int>"
+    assert shard.where(F.size("history") != cfg.train.history_length).count() == 0
+    run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
+    model = keras.saving.load_model(run["model_path"])
+    n_users, n_items = stats[S.TRAIN]["user_index_size"], stats[S.TRAIN]["item_index_size"]
+    latest = train.read_histories(warehouse.file_url(shards.histories_path(cfg, DS)), n_users, n_items,
+                                  cfg.train.history_length)
+    users = warehouse.read_partition(spark, cfg.table("user_factors"), DS).toPandas().sort_values(S.USER_IDX)
+    ref = M.factors(model, latest)["user"][users[S.USER_IDX].to_numpy()]
+    np.testing.assert_allclose(np.stack(users["factors"].to_numpy()), ref, rtol=1e-5, atol=1e-6)
+    for split in ("validation", "test"):
+        ev = _evaluation(spark, cfg, split)
+        assert ev["model"]["ndcg@10"] > ev["popularity"]["ndcg@10"], (split, ev)
+
+
 def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):
     cfg, _, first = e2e
     pipeline.run(cfg, spark, DS)

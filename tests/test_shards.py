@@ -73,3 +73,23 @@ def test_given_split_marks_exactly_the_heldout_pairs(spark):
     test_pairs = set(map(tuple, got[got[S.SPLIT] == S.TEST][[S.USER, S.ITEM]].values))
     assert test_pairs == set(map(tuple, held.values))
     assert len(got) == len(pdf) and (got[S.SPLIT] == S.VALIDATION).any()
+
+
+def test_history_holds_earlier_train_items_only_most_recent_first(spark):
+    # user a: items 0..5 at times 10..60 (the last two held out); user b: items 7, 8 at the same time
+    rows = [("a", f"i{j}", 5.0, 10 * (j + 1), j) for j in range(6)] + [("b", "x", 4.0, 5, 7), ("b", "y", 4.0, 5, 8)]
+    pdf = pd.DataFrame(rows, columns=[S.USER, S.ITEM, S.RATING, S.TIME, S.ITEM_IDX])
+    pdf[S.USER_IDX] = (pdf[S.USER] == "b").astype(int)
+    df = shards.temporal_split(spark.createDataFrame(pdf), seed=1)
+    train = df.where(df[S.SPLIT] == S.TRAIN)
+    rows = shards.with_history(train, length=3, n_items=9, seed=1)
+    latest = shards.latest_histories(rows, length=3)
+    got = {(r[S.USER], r[S.ITEM_IDX]): list(r["history"]) for r in rows.collect()}
+    assert got[("a", 0)] == [9, 9, 9]
+    assert got[("a", 1)] == [0, 9, 9]
+    assert got[("a", 3)] == [2, 1, 0]  # items 4 and 5 are validation and test: never in a history
+    assert len(got) == 6
+    b_first, b_second = sorted(((k[1], v) for k, v in got.items() if k[0] == "b"), key=lambda kv: kv[1][0] == 9)[::-1]
+    assert b_first[1] == [9, 9, 9] and b_second[1] == [b_first[0], 9, 9]  # a tie in time still gives an order
+    final = {r[S.USER_IDX]: list(r["history"]) for r in latest.collect()}
+    assert final == {0: [3, 2, 1], 1: [b_second[0], b_first[0], 9]}

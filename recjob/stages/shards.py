@@ -13,6 +13,7 @@ import math
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from recjob import model as M
 from recjob import schema as S
 from recjob import warehouse
 from recjob.config import Config, ShardsConfig
@@ -86,11 +87,41 @@ def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: 
                     F.col(S.RATING).cast("float").alias("rating"), S.SPLIT, S.USER, S.ITEM, S.TIME))
 
 
+def time_order(seed: int) -> Window:
+    """Each user's rows oldest first; ties in time in the reverse of the order ``temporal_split`` holds out
+    by, so that the held-out rows are the last of this order too."""
+    return Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME), F.xxhash64(S.USER, S.ITEM, F.lit(seed)).desc())
+
+
+def _padded(items, length: int, pad: int):
+    return F.concat(items, F.array_repeat(F.lit(pad), F.lit(length) - F.size(items)))
+
+
+def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
+    """The train rows with a ``history`` column, the user's up to ``length`` train items before the row, most
+    recent first, padded with ``n_items`` (what the seq model learns from), and ``latest`` (true on each
+    user's last train row). Only train rows enter, so no validation or test item leaks into training,
+    whatever the split."""
+    w = time_order(seed)
+    before = F.reverse(F.collect_list(S.ITEM_IDX).over(w.rowsBetween(-length, -1)))
+    last = F.row_number().over(w.orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed))))
+    return (train.withColumn(M.HIST_IN, _padded(before, length, n_items).cast("array<int>"))
+            .withColumn("latest", last == 1))
+
+
+def latest_histories(rows: DataFrame, length: int) -> DataFrame:
+    """Per user, the latest ``length`` train items, most recent first (the history the seq model's user
+    factor is computed from after training): the item of the user's last row, then that row's history."""
+    hist = F.concat(F.array(F.col(S.ITEM_IDX).cast("int")), F.slice(M.HIST_IN, 1, length - 1))
+    return rows.where(F.col("latest")).select(S.USER_IDX, hist.alias(M.HIST_IN))
+
+
 def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: int) -> int:
     """Write one split's rows as parquet in a seeded shuffled order; return the number of files."""
     files = max(1, math.ceil(rows / cfg.rows_per_file))
     key = F.xxhash64(S.USER_IDX, S.ITEM_IDX, F.lit(seed + 1))
-    out = (df.select(S.USER_IDX, S.ITEM_IDX, "rating").withColumn("_k", key)
+    cols = [S.USER_IDX, S.ITEM_IDX, "rating"] + ([M.HIST_IN] if M.HIST_IN in df.columns else [])
+    out = (df.select(*cols).withColumn("_k", key)
            .repartitionByRange(files, "_k").sortWithinPartitions("_k").drop("_k"))
     staged = path + ".tmp"
     warehouse.delete_path(df.sparkSession, staged)
@@ -98,6 +129,19 @@ def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: in
      .option("compression", "snappy").parquet(staged))
     warehouse.replace_folder(df.sparkSession, staged, path)
     return files
+
+
+def histories_path(cfg: Config, ds: str) -> str:
+    """Where the shards stage puts each user's latest train items for the sequence models."""
+    return cfg.ds_path("shards", ds) + "/histories"
+
+
+def write_histories(latest: DataFrame, path: str) -> int:
+    staged = path + ".tmp"
+    warehouse.delete_path(latest.sparkSession, staged)
+    latest.write.parquet(staged)
+    warehouse.replace_folder(latest.sparkSession, staged, path)
+    return latest.sparkSession.read.parquet(path).count()
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
@@ -113,14 +157,23 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         n_users, n_items = users.count(), items.count()
         base = cfg.ds_path("shards", ds)
         stats = []
+        sequences = cfg.train.model in M.SEQUENCE_MODELS
+        hist_path = histories_path(cfg, ds)
+        warehouse.delete_path(spark, hist_path)
         for split in S.SPLITS:
             part = rows.where(F.col(S.SPLIT) == split)
+            if split == S.TRAIN and sequences:
+                part = with_history(part, cfg.train.history_length, n_items, cfg.shards.seed).cache()
+                n_hist = write_histories(latest_histories(part, cfg.train.history_length), hist_path)
+                log.info("shards: the latest %d train items of %d users -> %s", cfg.train.history_length, n_hist,
+                         hist_path)
             agg = part.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(S.USER_IDX).alias("users"),
                            F.countDistinct(S.ITEM_IDX).alias("items"), F.avg("rating").alias("rating_mean")).first()
             path = f"{base}/{split}"
             files = write_split(part, path, agg["rows"], cfg.shards, cfg.shards.seed) if agg["rows"] else 0
             if not agg["rows"]:
                 warehouse.delete_path(spark, path)
+            part.unpersist()
             stats.append((split, path, int(agg["rows"]), int(agg["users"]), int(agg["items"]),
                           float(agg["rating_mean"] or 0.0), files, n_users, n_items))
             log.info("shards: %s: %d rows, %d users, %d items, %d files -> %s", split, agg["rows"], agg["users"],
@@ -133,5 +186,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         rows.unpersist()
         report["read"] = {cfg.table("interactions"): n_in}
         report["wrote"] = {s[1]: s[2] for s in stats}
+        if sequences:
+            report["wrote"][hist_path] = n_hist
     return report
 

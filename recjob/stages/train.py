@@ -27,12 +27,16 @@ from recjob import bpmf, metrics, topk, warehouse
 from recjob import model as M
 from recjob import schema as S
 from recjob.config import Config, TrainConfig
-from recjob.stages import stage_timer
+from recjob.stages import shards, stage_timer
 
 log = logging.getLogger(__name__)
 
 
-def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool):
+def _fields(cfg: TrainConfig, with_history: bool = False) -> list[str]:
+    return [M.USER_IN, M.ITEM_IN, "rating"] + ([M.HIST_IN] if with_history else [])
+
+
+def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool, fields: list[str] | None = None):
     from petastorm import make_batch_reader
 
     # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
@@ -40,16 +44,20 @@ def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool):
 
     return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=cfg.seed,
                              workers_count=cfg.reader_workers, reader_pool_type="thread",
-                             schema_fields=[M.USER_IN, M.ITEM_IN, "rating"])
+                             schema_fields=fields or _fields(cfg))
 
 
 def _dataset(reader, batch_size: int):
     import tensorflow as tf
     from petastorm.tf_utils import make_petastorm_dataset
 
-    ds = make_petastorm_dataset(reader)
-    ds = ds.map(lambda b: ({M.USER_IN: tf.cast(b.user_idx, tf.int32), M.ITEM_IN: tf.cast(b.item_idx, tf.int32)},
-                           tf.cast(b.rating, tf.float32)))
+    def features(b):
+        x = {M.USER_IN: tf.cast(b.user_idx, tf.int32), M.ITEM_IN: tf.cast(b.item_idx, tf.int32)}
+        if hasattr(b, M.HIST_IN):
+            x[M.HIST_IN] = tf.cast(getattr(b, M.HIST_IN), tf.int32)
+        return x, tf.cast(b.rating, tf.float32)
+
+    ds = make_petastorm_dataset(reader).map(features)
     return ds.rebatch(batch_size).prefetch(2)
 
 
@@ -74,7 +82,8 @@ class RankingProbe:
 
     Sized by the sample (its users' train and validation rows are read with a filter), not by the data."""
 
-    def __init__(self, train_url: str, val_url: str, cfg: TrainConfig, k: int = 10):
+    def __init__(self, train_url: str, val_url: str, cfg: TrainConfig, k: int = 10,
+                 history: np.ndarray | None = None):
         import pyarrow.compute as pc
         import pyarrow.dataset as pads
         from pyarrow import fs as pafs
@@ -90,7 +99,7 @@ class RankingProbe:
         rng = np.random.default_rng(cfg.seed)
         if len(users) > cfg.ranking_probe_users:
             users = np.sort(rng.choice(users, cfg.ranking_probe_users, replace=False))
-        self.users, self.k = users, k
+        self.users, self.k, self.history = users, k, history
         val = val[val[M.USER_IN].isin(users)]
         train = table(train_url, pa_list(users))
         self.relevant = val.groupby(M.USER_IN)[M.ITEM_IN].apply(lambda s: set(s.tolist())).reindex(users).tolist()
@@ -99,7 +108,7 @@ class RankingProbe:
         self.discount = 1.0 / np.log2(np.arange(2, k + 2))
 
     def ndcg(self, model) -> float:
-        f = M.factors(model)
+        f = M.factors(model, self.history)
         total = 0.0
         for start in range(0, len(self.users), 512):
             u = self.users[start:start + 512]
@@ -149,9 +158,31 @@ def _callback(monitor, cfg: TrainConfig):
     return ValidateAndStop()
 
 
+def read_histories(url: str, n_users: int, n_items: int, length: int) -> np.ndarray:
+    """Every user's latest train items (users x length, most recent first, padded with n_items), from the
+    folder the shards stage writes for the sequence models."""
+    import pyarrow.dataset as pads
+    from pyarrow import fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(url)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{url} does not exist: rerun the shards stage with train.model set to a sequence "
+                                f"model ({', '.join(M.SEQUENCE_MODELS)})")
+    table = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=[M.USER_IN, M.HIST_IN])
+    out = np.full((n_users, length), n_items, np.int32)
+    rows = table.column(M.HIST_IN).combine_chunks()
+    values = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
+    if values.shape[1] != length:
+        raise ValueError(f"{url} holds histories of {values.shape[1]} items but train.history_length={length}: "
+                         "rerun the shards stage")
+    out[table.column(M.USER_IN).to_numpy()] = values
+    return out
+
+
 def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: int, global_mean: float,
-        cfg: TrainConfig):
+        cfg: TrainConfig, history: np.ndarray | None = None):
     """Train a model on the shards at ``train_url``; return (model, callback with history and best epoch).
+    ``history``: the users' latest train items, for the sequence models' user factors.
 
     Rating models stop on exact validation RMSE; ranking models on validation NDCG@10 of a user sample."""
     import keras
@@ -171,14 +202,16 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
             rmse, mae, _ = evaluate_url(m, val_url, cfg)
             return -rmse, {"val_rmse": rmse, "val_mae": mae}
     else:
-        model = (M.build_softmax if cfg.model == "softmax" else M.build_bpr)(n_users, n_items, cfg)
-        probe = RankingProbe(train_url, val_url, cfg)
+        build = {"softmax": M.build_softmax, "bpr": M.build_bpr, "seq": M.build_seq}[cfg.model]
+        model = build(n_users, n_items, cfg)
+        probe = RankingProbe(train_url, val_url, cfg, history=history)
 
         def monitor(m):
             ndcg = probe.ndcg(m)
             return ndcg, {"val_ndcg@10": ndcg}
     cb = _callback(monitor, cfg)
-    with _reader(train_url, None, cfg, shuffle=True) as reader:
+    fields = _fields(cfg, with_history=cfg.model in M.SEQUENCE_MODELS)
+    with _reader(train_url, None, cfg, shuffle=True, fields=fields) as reader:
         data = _dataset(reader, batch)
         if cfg.model == "bpr":
             data = data.map(_with_negatives(n_items, cfg.seed))
@@ -320,8 +353,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             f, history, (val_rmse, val_mae) = fit_bpmf(train_url, val_url, n_users, n_items, t)
             model, best_epoch = FactorPredictor(f), len(history)
         else:
-            model, cb = fit(train_url, val_url, int(tr["rows"]), n_users, n_items, mean, t)
-            f, history, best_epoch = M.factors(model), cb.history, cb.best_epoch
+            latest = None
+            if t.model in M.SEQUENCE_MODELS:
+                latest = read_histories(warehouse.file_url(shards.histories_path(cfg, ds)), n_users, n_items,
+                                        t.history_length)
+            model, cb = fit(train_url, val_url, int(tr["rows"]), n_users, n_items, mean, t, latest)
+            f, history, best_epoch = M.factors(model, latest), cb.history, cb.best_epoch
         fit_seconds = time.monotonic() - t0
         best = history[best_epoch - 1] if best_epoch else {}
         result = {"model": t.model, "epochs": len(history), "best_epoch": best_epoch,
