@@ -5,9 +5,10 @@ Petastorm reader in one pass, runs a fixed number of sweeps and exports the post
 
 The training loop is local to the driver (like any Keras fit) and streams the shards: Petastorm's batch
 reader yields row groups, which ``rebatch`` turns into fixed-size batches. After each epoch the rating models
-(dot, mlp) compute validation RMSE exactly with a fresh one-pass reader, the ranking models (softmax, bpr)
-validation NDCG@10 on a seeded user sample; training stops when it has not improved for ``patience`` epochs
-and the best weights are kept.
+(dot, mlp) compute validation RMSE exactly with a fresh one-pass reader, the ranking models (softmax, bpr,
+seq) validation NDCG@10 on a seeded user sample; training stops when it has not improved for ``patience``
+epochs and the best weights are kept. ``seq`` also reads the train shards' ``history`` column, and its user
+factors are computed from each user's latest train items (``shards/ds=.../histories``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from recjob.stages import shards, stage_timer
 log = logging.getLogger(__name__)
 
 
-def _fields(cfg: TrainConfig, with_history: bool = False) -> list[str]:
+def _fields(with_history: bool = False) -> list[str]:
     return [M.USER_IN, M.ITEM_IN, "rating"] + ([M.HIST_IN] if with_history else [])
 
 
@@ -44,7 +45,7 @@ def _reader(url: str, num_epochs: int | None, cfg: TrainConfig, shuffle: bool, f
 
     return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=cfg.seed,
                              workers_count=cfg.reader_workers, reader_pool_type="thread",
-                             schema_fields=fields or _fields(cfg))
+                             schema_fields=fields or _fields())
 
 
 def _dataset(reader, batch_size: int):
@@ -210,7 +211,7 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
             ndcg = probe.ndcg(m)
             return ndcg, {"val_ndcg@10": ndcg}
     cb = _callback(monitor, cfg)
-    fields = _fields(cfg, with_history=cfg.model in M.SEQUENCE_MODELS)
+    fields = _fields(with_history=cfg.model in M.SEQUENCE_MODELS)
     with _reader(train_url, None, cfg, shuffle=True, fields=fields) as reader:
         data = _dataset(reader, batch)
         if cfg.model == "bpr":
