@@ -100,7 +100,8 @@ class RankingProbe:
         rng = np.random.default_rng(cfg.seed)
         if len(users) > cfg.ranking_probe_users:
             users = np.sort(rng.choice(users, cfg.ranking_probe_users, replace=False))
-        self.users, self.k, self.history = users, k, history
+        self.users, self.k = users, k
+        self.history = None if history is None else history[users]  # the seq model's, for the sample only
         val = val[val[M.USER_IN].isin(users)]
         train = table(train_url, pa_list(users))
         self.relevant = val.groupby(M.USER_IN)[M.ITEM_IN].apply(lambda s: set(s.tolist())).reindex(users).tolist()
@@ -110,10 +111,11 @@ class RankingProbe:
 
     def ndcg(self, model) -> float:
         f = M.factors(model, self.history)
+        rows = f["user"] if self.history is not None else f["user"][self.users]
         total = 0.0
         for start in range(0, len(self.users), 512):
-            u = self.users[start:start + 512]
-            idx, _ = topk.score_block(f["user"][u], f["item"], f["item_bias"], self.seen[start:start + 512], self.k)
+            idx, _ = topk.score_block(rows[start:start + 512], f["item"], f["item_bias"], self.seen[start:start + 512],
+                                      self.k)
             for row, rel in zip(idx, self.relevant[start:start + 512]):
                 gains = np.array([c in rel for c in row], dtype=np.float64)
                 ideal = self.discount[:min(len(rel), self.k)].sum()
