@@ -191,6 +191,8 @@ def fit(train_url: str, val_url: str, train_rows: int, n_users: int, n_items: in
     import keras
     import tensorflow as tf
 
+    if cfg.model == "bpmf":  # a rating model, but not Keras: train.run calls fit_bpmf for it
+        raise ValueError("train.fit trains the Keras models; bpmf is fitted by fit_bpmf")
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     batch = batch_size(train_rows, cfg)
