@@ -354,6 +354,10 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                  t.model, t.factors, n_users, n_items, tr["rows"], va["rows"], mean)
         t0 = time.monotonic()
         train_url, val_url = warehouse.file_url(tr["path"]), warehouse.file_url(va["path"])
+        if t.model in M.SEQUENCE_MODELS and cfg.shards.split != "temporal":
+            log.warning("train: train.model=%s learns which item comes next; with shards.split=%s the held-out items "
+                        "are not the users' next items, so validation and the gate judge it on a task it was not "
+                        "built for (use shards.split=temporal, or train.model=softmax)", t.model, cfg.shards.split)
         if t.model == "bpmf":
             f, history, (val_rmse, val_mae) = fit_bpmf(train_url, val_url, n_users, n_items, t)
             model, best_epoch = FactorPredictor(f), len(history)
