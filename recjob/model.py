@@ -221,6 +221,24 @@ def seq_model_class():
     return SeqModel
 
 
+def seq_weights(model) -> bytes:
+    """What computing the seq model's user factors needs (history embedding, Markov weights), as npz bytes:
+    the score stage reads this instead of loading Keras."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, history_embedding=model.get_layer(HIST_EMB).get_weights()[0],
+             markov_weight=np.asarray(model.markov_weight.numpy()))
+    return buf.getvalue()
+
+
+def load_seq_weights(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    import io
+
+    z = np.load(io.BytesIO(data))
+    return z["history_embedding"], z["markov_weight"]
+
+
 def seq_user_factors(history_embedding: np.ndarray, markov_weight: np.ndarray, history: np.ndarray,
                      chunk: int = 100_000) -> np.ndarray:
     """The seq model's user factors (``SeqModel.user_vector`` in numpy) for histories (users x L, most recent

@@ -177,6 +177,18 @@ def test_seq_through_the_pipeline(spark, generated, tmp_path):
     for split in ("validation", "test"):
         ev = _evaluation(spark, cfg, split)
         assert ev["model"]["ndcg@10"] > ev["popularity"]["ndcg@10"], (split, ev)
+    # the published scores come from each user's latest items of every split (the test item first)
+    every = train.read_histories(warehouse.file_url(shards.histories_path(cfg, DS, every_split=True)), n_users,
+                                 n_items, cfg.train.history_length)
+    test = spark.read.parquet(stats[S.TEST]["path"]).toPandas()
+    assert (every[test[S.USER_IDX].to_numpy(), 0] == test[S.ITEM_IDX].to_numpy()).all()
+    items = warehouse.read_partition(spark, cfg.table("item_factors"), DS).toPandas().set_index(S.ITEM_IDX)
+    user_f = M.factors(model, every)["user"]
+    top = spark.table(cfg.table("scores")).where((F.col("ds") == DS) & (F.col(S.RANK) == 1)).toPandas()
+    assert len(top) == len(users)
+    expected = [user_f[u] @ np.asarray(items.loc[i, "factors"]) + items.loc[i, "bias"]
+                for u, i in zip(top[S.USER_IDX], top[S.ITEM_IDX])]
+    np.testing.assert_allclose(top[S.SCORE].to_numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):

@@ -93,3 +93,6 @@ def test_history_holds_earlier_train_items_only_most_recent_first(spark):
     assert b_first[1] == [9, 9, 9] and b_second[1] == [b_first[0], 9, 9]  # a tie in time still gives an order
     final = {r[S.USER_IDX]: list(r["history"]) for r in latest.collect()}
     assert final == {0: [3, 2, 1], 1: [b_second[0], b_first[0], 9]}
+    # for the published lists: the latest items of every split, the held-out ones first
+    every = {r[S.USER_IDX]: list(r["history"]) for r in shards.latest_items(df, 3, 9, seed=1).collect()}
+    assert every == {0: [5, 4, 3], 1: final[1]}

@@ -109,6 +109,16 @@ def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> Data
             .withColumn("latest", last == 1))
 
 
+def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
+    """Per user, the latest ``length`` items of ``rows`` (every split), most recent first, padded with
+    ``n_items``: the history the published lists of the seq model are scored from."""
+    w = Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed)))
+    ranked = rows.withColumn("_pos", F.row_number().over(w)).where(F.col("_pos") <= length)
+    items = F.transform(F.array_sort(F.collect_list(F.struct("_pos", S.ITEM_IDX))), lambda x: x[S.ITEM_IDX])
+    return (ranked.groupBy(S.USER_IDX)
+            .agg(_padded(items, length, n_items).cast("array<int>").alias(M.HIST_IN)))
+
+
 def latest_histories(rows: DataFrame, length: int) -> DataFrame:
     """Per user, the latest ``length`` train items, most recent first (the history the seq model's user
     factor is computed from after training): the item of the user's last row, then that row's history."""
@@ -131,9 +141,10 @@ def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: in
     return files
 
 
-def histories_path(cfg: Config, ds: str) -> str:
-    """Where the shards stage puts each user's latest train items for the sequence models."""
-    return cfg.ds_path("shards", ds) + "/histories"
+def histories_path(cfg: Config, ds: str, every_split: bool = False) -> str:
+    """Where the shards stage puts each user's latest train items for the sequence models (training and
+    evaluation), or with ``every_split`` their latest items of any split (the published lists)."""
+    return cfg.ds_path("shards", ds) + ("/latest_items" if every_split else "/histories")
 
 
 def write_histories(latest: DataFrame, path: str) -> int:
@@ -158,8 +169,14 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         base = cfg.ds_path("shards", ds)
         stats = []
         sequences = cfg.train.model in M.SEQUENCE_MODELS
-        hist_path = histories_path(cfg, ds)
+        hist_path, latest_path = histories_path(cfg, ds), histories_path(cfg, ds, every_split=True)
         warehouse.delete_path(spark, hist_path)
+        warehouse.delete_path(spark, latest_path)
+        if sequences:
+            n_latest = write_histories(latest_items(rows, cfg.train.history_length, n_items, cfg.shards.seed),
+                                       latest_path)
+            log.info("shards: the latest %d items (every split) of %d users -> %s", cfg.train.history_length,
+                     n_latest, latest_path)
         for split in S.SPLITS:
             part = rows.where(F.col(S.SPLIT) == split)
             if split == S.TRAIN and sequences:
@@ -187,6 +204,6 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         report["read"] = {cfg.table("interactions"): n_in}
         report["wrote"] = {s[1]: s[2] for s in stats}
         if sequences:
-            report["wrote"][hist_path] = n_hist
+            report["wrote"].update({hist_path: n_hist, latest_path: n_latest})
     return report
 

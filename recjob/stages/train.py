@@ -317,6 +317,7 @@ def _write_factors(matrix: np.ndarray, bias: np.ndarray, url: str) -> None:
 
 MLP_FILE = "mlp.npz"
 BPMF_FILE = "bpmf.npz"
+SEQ_FILE = "seq.npz"
 
 
 def mlp_for_scoring(cfg: Config, ds: str, model_kind: str) -> list | None:
@@ -403,6 +404,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             {"config": t.__dict__, "result": result, "history": history}, indent=2, default=str).encode("utf-8"))
         if t.model == "mlp":  # scoring needs the dense layers too (topk.mlp_part)
             warehouse.write_bytes(f"{model_dir}/{MLP_FILE}", M.save_mlp(M.mlp_weights(model)))
+        if t.model in M.SEQUENCE_MODELS:  # scoring computes user factors from the latest items of every split
+            warehouse.write_bytes(f"{model_dir}/{SEQ_FILE}", M.seq_weights(model))
         wrote = {}
         for side, idx_col, id_col, index_table, matrix, bias in (
                 ("user", S.USER_IDX, S.USER, "user_index", f["user"], f["user_bias"]),
