@@ -93,6 +93,11 @@ def time_order(seed: int) -> Window:
     return Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME), F.xxhash64(S.USER, S.ITEM, F.lit(seed)).desc())
 
 
+def _newest_first(seed: int) -> Window:
+    """Each user's rows newest first, in the order ``temporal_split`` holds them out by."""
+    return Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed)))
+
+
 def _padded(items, length: int, pad: int):
     return F.concat(items, F.array_repeat(F.lit(pad), F.lit(length) - F.size(items)))
 
@@ -104,7 +109,7 @@ def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> Data
     whatever the split."""
     w = time_order(seed)
     before = F.reverse(F.collect_list(S.ITEM_IDX).over(w.rowsBetween(-length, -1)))
-    last = F.row_number().over(w.orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed))))
+    last = F.row_number().over(_newest_first(seed))
     return (train.withColumn(M.HIST_IN, _padded(before, length, n_items).cast("array<int>"))
             .withColumn("latest", last == 1))
 
@@ -112,8 +117,7 @@ def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> Data
 def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
     """Per user, the latest ``length`` items of ``rows`` (every split), most recent first, padded with
     ``n_items``: the history the published lists of the seq model are scored from."""
-    w = Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed)))
-    ranked = rows.withColumn("_pos", F.row_number().over(w)).where(F.col("_pos") <= length)
+    ranked = rows.withColumn("_pos", F.row_number().over(_newest_first(seed))).where(F.col("_pos") <= length)
     items = F.transform(F.array_sort(F.collect_list(F.struct("_pos", S.ITEM_IDX))), lambda x: x[S.ITEM_IDX])
     return (ranked.groupBy(S.USER_IDX)
             .agg(_padded(items, length, n_items).cast("array<int>").alias(M.HIST_IN)))
