@@ -83,7 +83,7 @@ def test_history_holds_earlier_train_items_only_most_recent_first(spark):
     df = shards.temporal_split(spark.createDataFrame(pdf), seed=1)
     train = df.where(df[S.SPLIT] == S.TRAIN)
     rows = shards.with_history(train, length=3, n_items=9, seed=1)
-    latest = shards.latest_histories(rows, length=3)
+    latest = shards.latest_items(train, length=3, n_items=9, seed=1)
     got = {(r[S.USER], r[S.ITEM_IDX]): list(r["history"]) for r in rows.collect()}
     assert got[("a", 0)] == [9, 9, 9]
     assert got[("a", 1)] == [0, 9, 9]

@@ -87,12 +87,6 @@ def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: 
                     F.col(S.RATING).cast("float").alias("rating"), S.SPLIT, S.USER, S.ITEM, S.TIME))
 
 
-def time_order(seed: int) -> Window:
-    """Each user's rows oldest first; ties in time in the reverse of the order ``temporal_split`` holds out
-    by, so that the held-out rows are the last of this order too."""
-    return Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME), F.xxhash64(S.USER, S.ITEM, F.lit(seed)).desc())
-
-
 def _newest_first(seed: int) -> Window:
     """Each user's rows newest first, in the order ``temporal_split`` holds them out by."""
     return Window.partitionBy(S.USER_IDX).orderBy(F.col(S.TIME).desc(), F.xxhash64(S.USER, S.ITEM, F.lit(seed)))
@@ -104,30 +98,29 @@ def _padded(items, length: int, pad: int):
 
 def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
     """The train rows with a ``history`` column, the user's up to ``length`` train items before the row, most
-    recent first, padded with ``n_items`` (what the seq model learns from), and ``latest`` (true on each
-    user's last train row). Only train rows enter, so no validation or test item leaks into training,
-    whatever the split."""
-    w = time_order(seed)
-    before = F.reverse(F.collect_list(S.ITEM_IDX).over(w.rowsBetween(-length, -1)))
-    last = F.row_number().over(_newest_first(seed))
-    return (train.withColumn(M.HIST_IN, _padded(before, length, n_items).cast("array<int>"))
-            .withColumn("latest", last == 1))
+    recent first, padded with ``n_items`` (what the seq model learns from). Only train rows enter, so no
+    validation or test item leaks into training, whatever the split."""
+    # in newest-first order the rows after this one are the user's earlier items, most recent first
+    before = F.collect_list(S.ITEM_IDX).over(_newest_first(seed).rowsBetween(1, length))
+    return train.withColumn(M.HIST_IN, _padded(before, length, n_items).cast("array<int>"))
 
 
 def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
-    """Per user, the latest ``length`` items of ``rows`` (every split), most recent first, padded with
-    ``n_items``: the history the published lists of the seq model are scored from."""
+    """Per user, the latest ``length`` items of ``rows``, most recent first, padded with ``n_items``: of the
+    train rows, the history the seq model's evaluated user factors are computed from; of every split, the one
+    its published lists are scored from."""
     ranked = rows.withColumn("_pos", F.row_number().over(_newest_first(seed))).where(F.col("_pos") <= length)
     items = F.transform(F.array_sort(F.collect_list(F.struct("_pos", S.ITEM_IDX))), lambda x: x[S.ITEM_IDX])
     return (ranked.groupBy(S.USER_IDX)
             .agg(_padded(items, length, n_items).cast("array<int>").alias(M.HIST_IN)))
 
 
-def latest_histories(rows: DataFrame, length: int) -> DataFrame:
-    """Per user, the latest ``length`` train items, most recent first (the history the seq model's user
-    factor is computed from after training): the item of the user's last row, then that row's history."""
-    hist = F.concat(F.array(F.col(S.ITEM_IDX).cast("int")), F.slice(M.HIST_IN, 1, length - 1))
-    return rows.where(F.col("latest")).select(S.USER_IDX, hist.alias(M.HIST_IN))
+def _write_replacing(writer, spark: SparkSession, path: str) -> None:
+    """Write parquet with ``writer`` next to ``path``, then move it into place (readers never see half)."""
+    staged = path + ".tmp"
+    warehouse.delete_path(spark, staged)
+    writer.parquet(staged)
+    warehouse.replace_folder(spark, staged, path)
 
 
 def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: int) -> int:
@@ -137,11 +130,8 @@ def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: in
     cols = [S.USER_IDX, S.ITEM_IDX, "rating"] + ([M.HIST_IN] if M.HIST_IN in df.columns else [])
     out = (df.select(*cols).withColumn("_k", key)
            .repartitionByRange(files, "_k").sortWithinPartitions("_k").drop("_k"))
-    staged = path + ".tmp"
-    warehouse.delete_path(df.sparkSession, staged)
-    (out.write.option("parquet.block.size", cfg.row_group_mb * 1024 * 1024)
-     .option("compression", "snappy").parquet(staged))
-    warehouse.replace_folder(df.sparkSession, staged, path)
+    _write_replacing(out.write.option("parquet.block.size", cfg.row_group_mb * 1024 * 1024)
+                     .option("compression", "snappy"), df.sparkSession, path)
     return files
 
 
@@ -152,10 +142,7 @@ def histories_path(cfg: Config, ds: str, every_split: bool = False) -> str:
 
 
 def write_histories(latest: DataFrame, path: str) -> int:
-    staged = path + ".tmp"
-    warehouse.delete_path(latest.sparkSession, staged)
-    latest.write.parquet(staged)
-    warehouse.replace_folder(latest.sparkSession, staged, path)
+    _write_replacing(latest.write, latest.sparkSession, path)
     return latest.sparkSession.read.parquet(path).count()
 
 
@@ -173,21 +160,20 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         base = cfg.ds_path("shards", ds)
         stats = []
         sequences = cfg.train.model in M.SEQUENCE_MODELS
-        hist_path, latest_path = histories_path(cfg, ds), histories_path(cfg, ds, every_split=True)
-        warehouse.delete_path(spark, hist_path)
-        warehouse.delete_path(spark, latest_path)
-        if sequences:
-            n_latest = write_histories(latest_items(rows, cfg.train.history_length, n_items, cfg.shards.seed),
-                                       latest_path)
-            log.info("shards: the latest %d items (every split) of %d users -> %s", cfg.train.history_length,
-                     n_latest, latest_path)
+        histories = {}
+        for every_split, source in ((False, rows.where(F.col(S.SPLIT) == S.TRAIN)), (True, rows)):
+            path = histories_path(cfg, ds, every_split)
+            warehouse.delete_path(spark, path)
+            if sequences:
+                histories[path] = write_histories(
+                    latest_items(source, cfg.train.history_length, n_items, cfg.shards.seed), path)
+                what = "items (every split)" if every_split else "train items"
+                log.info("shards: the latest %d %s of %d users -> %s", cfg.train.history_length, what,
+                         histories[path], path)
         for split in S.SPLITS:
             part = rows.where(F.col(S.SPLIT) == split)
             if split == S.TRAIN and sequences:
                 part = with_history(part, cfg.train.history_length, n_items, cfg.shards.seed).cache()
-                n_hist = write_histories(latest_histories(part, cfg.train.history_length), hist_path)
-                log.info("shards: the latest %d train items of %d users -> %s", cfg.train.history_length, n_hist,
-                         hist_path)
             agg = part.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(S.USER_IDX).alias("users"),
                            F.countDistinct(S.ITEM_IDX).alias("items"), F.avg("rating").alias("rating_mean")).first()
             path = f"{base}/{split}"
@@ -207,7 +193,6 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         rows.unpersist()
         report["read"] = {cfg.table("interactions"): n_in}
         report["wrote"] = {s[1]: s[2] for s in stats}
-        if sequences:
-            report["wrote"].update({hist_path: n_hist, latest_path: n_latest})
+        report["wrote"].update(histories)
     return report
 
