@@ -93,9 +93,14 @@ def report(name: str, ev: dict, kind: str, seconds: float) -> None:
             cells = "".join(f"{ev[model][m]:13.4f}" if m in ev[model] else f"{'':13s}" for m in metrics)
             print(f"{model:14s}{cells}")
     if "ndcg@10" in ev.get("model", {}):
-        best = {m: max(ev["popularity"][m], ev["als_implicit"][m]) for m in ("hr@10", "ndcg@10")}
         print("model / best of (popularity, als_implicit): " +
-              ", ".join(f"{m} {ev['model'][m] / best[m]:.2f}x" if best[m] else f"{m} n/a" for m in best))
+              ", ".join(f"{m} {r:.2f}x" if r is not None else f"{m} n/a" for m, r in vs_best(ev, ("hr@10", "ndcg@10"))))
+
+
+def vs_best(ev: dict, metrics: tuple) -> list:
+    """(metric, the model's value / the better of popularity and ALS implicit, None when both are 0)."""
+    best = {m: max(ev["popularity"][m], ev["als_implicit"][m]) for m in metrics}
+    return [(m, ev["model"][m] / best[m] if best[m] else None) for m in metrics]
 
 
 def summary(results: dict) -> None:
@@ -110,10 +115,9 @@ def summary(results: dict) -> None:
               f"Precision@10 {ev['precision@10']:.4f} (target >= 0.37)")
     for name, (ev, kind, _) in results.items():
         if name == "ml100k-temporal" or name.startswith("amazon-"):
-            best = {m: max(ev["popularity"][m], ev["als_implicit"][m]) for m in ("ndcg@10", "hr@10")}
             print(f"{name} leave-last-out ({kind}): " + ", ".join(
-                f"{m} {ev['model'][m]:.4f} = {ev['model'][m] / best[m]:.2f}x the best of popularity and ALS implicit"
-                if best[m] else f"{m} n/a" for m in best) + " (target 1.2x)")
+                f"{m} {ev['model'][m]:.4f} = {r:.2f}x the best of popularity and ALS implicit"
+                if r is not None else f"{m} n/a" for m, r in vs_best(ev, ("ndcg@10", "hr@10"))) + " (target 1.2x)")
 
 
 if __name__ == "__main__":
