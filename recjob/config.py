@@ -8,7 +8,9 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime as dt
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,18 @@ class InputConfig:
     reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
     metadata: str = "raw/meta.json.gz"  # optional: empty string for none
     test: str = ""  # optional given test split in the same format (e.g. ml-100k u1.test): shards.split=given
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How much bad input a run accepts, and what to do with a file that cannot be read at all."""
+
+    # Above this fraction of invalid lines (quarantined for any reason but "duplicate") the stage fails before
+    # replacing anything: a wrong or broken input file must not be published as a tiny model.
+    max_bad_fraction: float = 0.01
+    # false: a file that cannot be read (truncated or corrupt gzip, not gzip despite its name) stops the run,
+    # named in a one-line error; true: it is skipped, recorded in quarantine with the reason, the others go on.
+    skip_unreadable_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class Config:
     data_dir: str = "recjob-data"
     database: str = "recjob"
     input: InputConfig = field(default_factory=InputConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
@@ -173,9 +188,29 @@ class Config:
         return f"{self.database}.{name}"
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # database names: plain ASCII, safe in SQL unquoted
+MAX_TOP_N = 1000
+
+
+def _non_finite(node: Any, where: str = "") -> list[str]:
+    """Every float setting that is NaN or infinite (NaN compares false with everything: it would pass any check)."""
+    out = []
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), where + f.name
+        if dataclasses.is_dataclass(value):
+            out += _non_finite(value, key + ".")
+        elif isinstance(value, float) and not math.isfinite(value):
+            out.append(key)
+        elif isinstance(value, tuple) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            out.append(key)
+    return out
+
+
 def _check(cfg: Config) -> Config:
     s, sh, t = cfg.sample, cfg.shards, cfg.train
-    problems = []
+    problems = [f"{key} must be a finite number" for key in _non_finite(cfg)]
+    if problems:  # every other check below assumes finite numbers
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
     for key in ("start", "end"):
         try:
             dt.date.fromisoformat(getattr(s, key))
@@ -206,8 +241,19 @@ def _check(cfg: Config) -> Config:
         problems.append(f"train.markov_order={t.markov_order} must be <= train.history_length={t.history_length}")
     if t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
-    if cfg.score.top_n < 1 or cfg.score.block_users < 1:
-        problems.append("score.top_n and score.block_users must be >= 1")
+    if not 0.0 <= t.dropout < 1.0:
+        problems.append(f"train.dropout={t.dropout} must be in [0, 1)")
+    if sh.rows_per_file < 1 or sh.row_group_mb < 1:
+        problems.append("shards.rows_per_file and shards.row_group_mb must be >= 1")
+    if not 1 <= cfg.score.top_n <= MAX_TOP_N or cfg.score.block_users < 1:
+        problems.append(f"score.top_n must be in 1..{MAX_TOP_N} and score.block_users >= 1")
+    g = cfg.gate
+    if g.min_ndcg_vs_popularity < 0 or g.max_rmse_vs_bias <= 0:
+        problems.append("gate.min_ndcg_vs_popularity must be >= 0 and gate.max_rmse_vs_bias > 0")
+    if not 0.0 <= cfg.ingest.max_bad_fraction <= 1.0:
+        problems.append(f"ingest.max_bad_fraction={cfg.ingest.max_bad_fraction} must be in [0, 1]")
+    if not cfg.input.reviews.strip():
+        problems.append("input.reviews is empty: name a file, folder or glob of review files")
     if cfg.evaluate.k < 1 or cfg.evaluate.als_rank < 1 or cfg.evaluate.als_iterations < 1:
         problems.append("evaluate.k, evaluate.als_rank and evaluate.als_iterations must be >= 1")
     if cfg.evaluate.als_reg < 0 or min(cfg.evaluate.als_implicit_regs) < 0:
@@ -216,11 +262,31 @@ def _check(cfg: Config) -> Config:
         problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
     if cfg.spark.metastore not in ("derby", "external"):
         problems.append(f"spark.metastore={cfg.spark.metastore!r} must be 'derby' or 'external'")
-    if not cfg.database.isidentifier():
-        problems.append(f"database={cfg.database!r} must be a plain identifier")
+    if not IDENTIFIER.fullmatch(cfg.database):
+        problems.append(f"database={cfg.database!r} must be a plain ASCII identifier (letters, digits, _)")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return cfg
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write settings: ``1e-9`` is a number (YAML 1.1 wants ``1.0e-9``), and dates stay text
+    (checked by the settings that hold them, with the key in the message, instead of failing in the parser)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
+                |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -289,7 +355,10 @@ def parse_overrides(items: list[str] | None) -> dict:
         parts = key.strip().split(".")
         if parts[0] == "spark" and len(parts) > 2 and parts[1] == "conf":
             parts = ["spark", "conf", ".".join(parts[2:])]  # spark.conf.spark.sql.x=1
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = _yaml(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc.problem or exc})") from None
         if parts[-1] in ("start", "end") and isinstance(value, dt.date):
             value = value.isoformat()
         node = out
@@ -313,7 +382,7 @@ def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
     if path:
         try:
             with open(path, encoding="utf-8") as fh:
-                values = yaml.safe_load(fh) or {}
+                values = _yaml(fh.read()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except yaml.YAMLError as exc:

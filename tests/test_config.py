@@ -71,3 +71,34 @@ def test_float_lists():
     for bad in ("[]", "[-1]", "[true]", "0.5"):
         with pytest.raises(ConfigError, match="als_implicit_regs"):
             config.load(None, [f"evaluate.als_implicit_regs={bad}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gate.min_ndcg_vs_popularity=.nan", "gate.min_ndcg_vs_popularity must be a finite number"),
+    ("gate.max_rmse_vs_bias=.inf", "gate.max_rmse_vs_bias must be a finite number"),
+    ("gate.min_ndcg_vs_popularity=-0.5", "gate.min_ndcg_vs_popularity must be >= 0"),
+    ("train.learning_rate=.nan", "train.learning_rate must be a finite number"),
+    ("shards.validation_fraction=.nan", "shards.validation_fraction must be a finite number"),
+    ("evaluate.als_implicit_regs=[1, .nan]", "evaluate.als_implicit_regs must be a finite number"),
+    ("shards.rows_per_file=0", "rows_per_file"),
+    ("train.dropout=5", "train.dropout=5.0 must be in"),
+    ("score.top_n=1e8", "score.top_n: expected int"),
+    ("score.top_n=100000000", "score.top_n must be in 1..1000"),
+    ("sample.start=2018-02-30", "sample.start='2018-02-30' is not a date"),
+    ("database=é", "plain ASCII identifier"),
+    ("input.reviews=", "input.reviews is empty"),
+    ("ingest.max_bad_fraction=2", "ingest.max_bad_fraction"),
+    ("train.factors=[unclosed", "not valid YAML"),
+])
+def test_values_that_would_misbehave_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        config.load(None, [override])
+
+
+def test_numbers_in_exponent_form_are_numbers_and_dates_stay_text(tmp_path):
+    cfg = config.load(None, ["train.learning_rate=1e-9", "gate.max_rmse_vs_bias=2E0"])
+    assert cfg.train.learning_rate == 1e-9 and cfg.gate.max_rmse_vs_bias == 2.0
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 5e-4\nsample:\n  start: 2017-01-01\n")
+    cfg = config.load(str(path))
+    assert cfg.train.learning_rate == 5e-4 and cfg.sample.start == "2017-01-01"
