@@ -25,6 +25,7 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
     The table is created on first write (parquet, partitioned by ds). Columns are matched by name.
     """
     spark = df.sparkSession
+    remove_staging_litter(spark, table, ds)
     out = df.withColumn(DS, F.lit(ds))
     parts = [DS, *partition_cols]
     cols = [c for c in out.columns if c not in parts] + parts
@@ -51,6 +52,39 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
     return rows
 
 
+STAGING_PREFIX = ".spark-staging-"  # where a dynamic partition overwrite writes before it moves files in place
+
+
+def table_location(spark: SparkSession, table: str) -> str | None:
+    if not table_exists(spark, table):
+        return None
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table}").where(F.col("col_name") == "Location").collect()
+    return rows[0]["data_type"] if rows else None
+
+
+def remove_staging_litter(spark: SparkSession, table: str, ds: str) -> list[str]:
+    """Remove what a killed overwrite of this ds left in the table's folder: ``.spark-staging-*`` folders that
+    hold nothing but this ds's partition (or nothing). The run holds the ds's lock, so no live writer owns them;
+    another ds's staging folder may belong to a live run and is left alone. Returns what was removed."""
+    location = table_location(spark, table)
+    if location is None:
+        return []
+    fs, root = hadoop_fs(spark, location)
+    if not fs.exists(root):
+        return []
+    removed = []
+    for status in fs.listStatus(root):
+        name = status.getPath().getName()
+        if not (status.isDirectory() and name.startswith(STAGING_PREFIX)):
+            continue
+        inside = [c.getPath().getName() for c in fs.listStatus(status.getPath())]
+        if all(n == f"{DS}={ds}" for n in inside):
+            fs.delete(status.getPath(), True)
+            removed.append(str(status.getPath()))
+            log.warning("removed %s, left by a killed write of %s ds=%s", status.getPath(), table, ds)
+    return removed
+
+
 def read_partition(spark: SparkSession, table: str, ds: str) -> DataFrame:
     """One ds partition of a table, without the ds column; a clear error if it is missing."""
     if not table_exists(spark, table):
@@ -69,7 +103,7 @@ def latest_before(spark: SparkSession, table: str, ds: str) -> str | None:
     return row[0] if row else None
 
 
-def _fs(spark: SparkSession, path: str):
+def hadoop_fs(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
@@ -77,15 +111,15 @@ def _fs(spark: SparkSession, path: str):
 
 def path_exists(spark: SparkSession, path_or_glob: str) -> bool:
     """True when a path (or a glob) matches something on its Hadoop filesystem."""
-    fs, hpath = _fs(spark, path_or_glob)
+    fs, hpath = hadoop_fs(spark, path_or_glob)
     statuses = fs.globStatus(hpath)
     return statuses is not None and len(statuses) > 0
 
 
 def replace_folder(spark: SparkSession, staged: str, final: str) -> None:
     """Move a fully written folder into place, replacing what was there (rename within one filesystem)."""
-    fs, src = _fs(spark, staged)
-    _, dst = _fs(spark, final)
+    fs, src = hadoop_fs(spark, staged)
+    _, dst = hadoop_fs(spark, final)
     if fs.exists(dst):
         fs.delete(dst, True)
     fs.mkdirs(dst.getParent())
@@ -93,8 +127,26 @@ def replace_folder(spark: SparkSession, staged: str, final: str) -> None:
         raise RuntimeError(f"could not move {staged} to {final}")
 
 
+def copy_folder(spark: SparkSession, src: str, dst: str) -> None:
+    """Copy a folder (or file) to ``dst``, replacing it, on any Hadoop filesystem (both may differ)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    sfs, spath = hadoop_fs(spark, src)
+    dpath = jvm.org.apache.hadoop.fs.Path(dst)
+    dfs = jvm.org.apache.hadoop.fs.FileSystem.newInstance(dpath.toUri(), conf)  # own instance: settings below
+    dfs.setWriteChecksum(False)  # a copy, not Hadoop's own write: no .crc files beside the copied ones
+    if dfs.exists(dpath):
+        dfs.delete(dpath, True)
+    dfs.mkdirs(dpath.getParent())
+    try:
+        if not jvm.org.apache.hadoop.fs.FileUtil.copy(sfs, spath, dfs, dpath, False, conf):
+            raise RuntimeError(f"could not copy {src} to {dst}")
+    finally:
+        dfs.close()
+
+
 def delete_path(spark: SparkSession, path: str) -> None:
-    fs, hpath = _fs(spark, path)
+    fs, hpath = hadoop_fs(spark, path)
     if fs.exists(hpath):
         fs.delete(hpath, True)
 
@@ -120,3 +172,24 @@ def read_bytes(url_or_path: str) -> bytes:
     fs, path = pafs.FileSystem.from_uri(file_url(url_or_path))
     with fs.open_input_stream(path) as src:
         return src.read()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write (replace) a small text file through the Hadoop filesystem of ``path``."""
+    fs, hpath = hadoop_fs(spark, path)
+    out = fs.create(hpath, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    """A small text file through the Hadoop filesystem of ``path``."""
+    jvm = spark.sparkContext._jvm
+    fs, hpath = hadoop_fs(spark, path)
+    stream = fs.open(hpath)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()

@@ -1,13 +1,26 @@
 """ingest: raw review and metadata files -> typed ``reviews`` and ``items`` tables + ``quarantine``.
 
-Reads JSON lines (``.json`` or ``.json.gz``) from a path, folder or glob on any Hadoop filesystem with an
-explicit schema. Nothing is dropped silently: every row that is malformed, invalid, or superseded by a later
-review of the same (reviewerID, asin) goes to the quarantine table with its reason and source file.
+Reads JSON lines (``.json`` or ``.json.gz``; Amazon 2018 and 2014 review files) from a path, folder or glob on
+any Hadoop filesystem. Every line is accounted for: it is either a clean review (item) or a quarantine row with
+its reason and source file; a file that cannot be read at all is named in a one-line error, or, with
+``ingest.skip_unreadable_files``, recorded in quarantine while the other files go on.
+
+Lines are parsed strictly in Python (``mapInPandas``), not by Spark's JSON reader, which would stringify an id
+given as a number or an object, accept a ``[{...}]`` array as rows, drop a second object on the same line and
+turn non-UTF-8 bytes into replacement characters. Nothing is replaced before it is validated: when the input is
+refused (no valid review, too many bad lines, no valid metadata) the previous tables of the ds stay as they were,
+and the refused run's quarantine rows go to ``rejected/ds=<ds>/ingest/quarantine`` for inspection.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import math
+from functools import partial
+from typing import Any, Iterator
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -19,128 +32,432 @@ from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
-# Reasons a row is quarantined.
-MALFORMED = "malformed json or wrong field type"
+# Reasons a line is quarantined: whole lines ...
+NOT_UTF8 = "not UTF-8 text"
+BLANK = "blank line"
+MALFORMED = "malformed JSON"
+NOT_OBJECT = "not a JSON object (an array, a scalar or null)"
+TRAILING = "more than one JSON value on the line"
+# ... review fields ...
 MISSING_USER = "missing reviewerID"
 MISSING_ITEM = "missing asin"
-BAD_RATING = "overall not in 1..5"
-BAD_TIME = "missing or negative unixReviewTime"
+BAD_USER = "reviewerID not a plain string (a number, list or object, or padded with spaces)"
+BAD_ITEM = "asin not a plain string (a number, list or object, or padded with spaces)"
+BAD_RATING = "overall missing or not a number in 1..5"
+BAD_TIME = "unixReviewTime missing, not an integer or negative"
+FUTURE_TIME = "unixReviewTime more than a year after the run date (milliseconds? far future?)"
+BAD_FIELD = "verified, vote, summary or reviewText of the wrong type"
 DUPLICATE = "duplicate (reviewerID, asin): a later review kept"
+# ... metadata fields ...
 META_MISSING_ITEM = "metadata without asin"
+META_BAD_ITEM = "metadata asin not a plain string (a number, list or object, or padded with spaces)"
+META_BAD_FIELD = "metadata title, brand, main_cat, category or price of the wrong type"
 META_DUPLICATE = "duplicate metadata asin: first kept"
+# ... and whole files.
+UNREADABLE = "unreadable file"
+
+# Quarantined for these, a line is not "bad" input: it counts towards ingest.max_bad_fraction only otherwise.
+NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK)
+FUTURE_SLACK_DAYS = 366  # a weekly run's data interval ends after its ds; milliseconds are ~1000x too large
+
+REVIEW_FIELDS = T.StructType([
+    T.StructField(S.USER, T.StringType()), T.StructField(S.ITEM, T.StringType()),
+    T.StructField(S.RATING, T.DoubleType()), T.StructField(S.TIME, T.LongType()),
+    T.StructField("verified", T.BooleanType()), T.StructField("vote", T.StringType()),
+    T.StructField("summary", T.StringType()), T.StructField("reviewText", T.StringType()),
+])
+META_FIELDS = T.StructType([
+    T.StructField(S.ITEM, T.StringType()), T.StructField(S.TITLE, T.StringType()),
+    T.StructField("brand", T.StringType()), T.StructField("main_cat", T.StringType()),
+    T.StructField("category", T.ArrayType(T.StringType())), T.StructField("price", T.StringType()),
+])
+_TRACE = [T.StructField("file", T.StringType()), T.StructField("_line", T.LongType()),
+          T.StructField(S.REASON, T.StringType()), T.StructField(S.RAW, T.StringType())]
 
 
-def read_json(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame:
-    """JSON lines with an explicit schema; unparsable lines keep their text in ``_corrupt_record``."""
-    full = T.StructType(schema.fields + [T.StructField(S.CORRUPT, T.StringType())])
-    return (spark.read.schema(full)
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", S.CORRUPT)
-            .json(path)
-            .withColumn("file", F.input_file_name())
-            .withColumn("_line", F.monotonically_increasing_id()))  # increases along each file
+class InputRefused(RuntimeError):
+    """The input cannot make a trustworthy run (unreadable, too much bad data): retrying will not help."""
 
 
-def _raw(df: DataFrame, fields: list[str]) -> F.Column:
-    """The row as JSON text: the original line when it did not parse, else the parsed fields."""
-    return F.coalesce(F.col(S.CORRUPT), F.to_json(F.struct(*fields)))
+# ---------------------------------------------------------------- strict parsing of one line (pure Python)
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
-def transform_reviews(raw: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Split parsed review rows into (clean reviews, quarantined rows with a reason).
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # NaN, Infinity are not JSON
 
-    Clean rows have non-null reviewerID and asin, overall in [1, 5], unixReviewTime >= 0, and one row per
-    (reviewerID, asin): the latest by unixReviewTime (ties: the highest rating, the longest text, then file order).
-    """
-    fields = [f.name for f in S.AMAZON_REVIEW.fields]
-    reason = (F.when(F.col(S.CORRUPT).isNotNull(), F.lit(MALFORMED))
-              .when(F.col(S.USER).isNull() | (F.trim(S.USER) == ""), F.lit(MISSING_USER))
-              .when(F.col(S.ITEM).isNull() | (F.trim(S.ITEM) == ""), F.lit(MISSING_ITEM))
-              .when(F.col(S.RATING).isNull() | ~F.col(S.RATING).between(1.0, 5.0), F.lit(BAD_RATING))
-              .when(F.col(S.TIME).isNull() | (F.col(S.TIME) < 0), F.lit(BAD_TIME)))
-    tagged = raw.withColumn(S.REASON, reason)
-    bad = tagged.where(F.col(S.REASON).isNotNull())
-    good = tagged.where(F.col(S.REASON).isNull())
+
+def parse_line(line: bytes | None) -> tuple[dict | None, str | None, str]:
+    """One line -> (the JSON object, None, text) or (None, reason, text). ``text`` is the line as readable
+    text: non-UTF-8 bytes are kept as ``\\xNN`` escapes, so the quarantine table stays readable."""
+    raw = line or b""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, NOT_UTF8, raw.decode("utf-8", "backslashreplace")
+    body = text.lstrip("\ufeff")  # a byte-order mark at the start of a file (Windows exports)
+    if not body.strip():
+        return None, BLANK, text
+    try:
+        start = len(body) - len(body.lstrip())
+        obj, end = _DECODER.raw_decode(body, start)
+    except (ValueError, RecursionError):
+        return None, MALFORMED, text
+    if body[end:].strip():
+        return None, TRAILING, text
+    if not isinstance(obj, dict):
+        return None, NOT_OBJECT, text
+    return obj, None, text
+
+
+def _id(value: Any, missing: str, bad: str) -> str | None:
+    """None when the id is a plain string, else the reason."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return missing
+    if not isinstance(value, str) or value != value.strip() or not value.isprintable():
+        return bad
+    return None
+
+
+def _text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_review(obj: dict, max_time: int) -> tuple[tuple | None, str | None]:
+    """A parsed review -> (its REVIEW_FIELDS values, None) or (None, reason)."""
+    user, item = obj.get(S.USER), obj.get(S.ITEM)
+    reason = _id(user, MISSING_USER, BAD_USER) or _id(item, MISSING_ITEM, BAD_ITEM)
+    if reason:
+        return None, reason
+    rating, time = obj.get(S.RATING), obj.get(S.TIME)
+    if not _number(rating) or not 1.0 <= rating <= 5.0:
+        return None, BAD_RATING
+    if not isinstance(time, int) or isinstance(time, bool) or time < 0:
+        return None, BAD_TIME
+    if time > max_time:
+        return None, FUTURE_TIME
+    verified, vote = obj.get("verified"), obj.get("vote")
+    if isinstance(vote, int) and not isinstance(vote, bool):
+        vote = str(vote)  # a count written as a number rather than the usual "12"
+    if not (verified is None or isinstance(verified, bool)) or not all(
+            _text(v) for v in (vote, obj.get("summary"), obj.get("reviewText"))):
+        return None, BAD_FIELD
+    return (user, item, float(rating), time, verified, vote, obj.get("summary"), obj.get("reviewText")), None
+
+
+def check_metadata(obj: dict) -> tuple[tuple | None, str | None]:
+    """A parsed metadata record -> (its META_FIELDS values, None) or (None, reason). Titles are trimmed."""
+    reason = _id(obj.get(S.ITEM), META_MISSING_ITEM, META_BAD_ITEM)
+    if reason:
+        return None, reason
+    title, category, price = obj.get(S.TITLE), obj.get("category"), obj.get("price")
+    if _number(price):
+        price = str(price)
+    if not all(_text(obj.get(k)) for k in (S.TITLE, "brand", "main_cat")) or not _text(price) or not (
+            category is None or (isinstance(category, list) and all(isinstance(c, str) for c in category))):
+        return None, META_BAD_FIELD
+    title = title.strip() or None if isinstance(title, str) else None
+    return (obj[S.ITEM], title, obj.get("brand"), obj.get("main_cat"), category, price), None
+
+
+def _parse_batches(batches: Iterator[pd.DataFrame], check, names: list[str]) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: (line bytes, file, _line) -> the typed fields + file, _line, reason, raw."""
+    for pdf in batches:
+        rows, reasons, raws = [], [], []
+        empty = (None,) * len(names)
+        for line in pdf["line"]:
+            obj, reason, text = parse_line(line)
+            values = None
+            if reason is None:
+                values, reason = check(obj)
+            rows.append(values or empty)
+            reasons.append(reason)
+            raws.append(text if reason else None)  # clean rows need no copy of their line
+        out = pd.DataFrame(rows, columns=names)
+        out["file"], out["_line"] = pdf["file"].to_numpy(), pdf["_line"].to_numpy()
+        out[S.REASON], out[S.RAW] = reasons, raws
+        yield out
+
+
+def max_review_time(ds: str) -> int:
+    """The latest unixReviewTime accepted for a run date (the ds plus a year of slack)."""
+    day = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), dt.timezone.utc)
+    return int((day + dt.timedelta(days=FUTURE_SLACK_DAYS)).timestamp())
+
+
+# ---------------------------------------------------------------- Spark: files, lines, transforms
+
+def input_files(spark: SparkSession, pattern: str, key: str) -> list[str]:
+    """The files a path, folder (recursively) or glob names, as Spark would read them (names starting with
+    ``_`` or ``.`` are skipped); a clear error when it names none."""
+    fs, hpath = warehouse.hadoop_fs(spark, pattern)
+    statuses = fs.globStatus(hpath) or []
+    if not statuses:
+        raise warehouse.MissingInputError(f"ingest: no files at {pattern} ({key}): the path or glob matches nothing")
+    files = []
+    for status in statuses:
+        if status.isDirectory():
+            it = fs.listFiles(status.getPath(), True)
+            while it.hasNext():
+                path = it.next().getPath()
+                parts = str(path)[len(str(status.getPath())):].split("/")
+                if not any(p.startswith(("_", ".")) for p in parts if p):
+                    files.append(str(path))
+        else:
+            files.append(str(status.getPath()))
+    if not files:
+        raise warehouse.MissingInputError(f"ingest: no files at {pattern} ({key}): the folder is empty")
+    return sorted(files)
+
+
+def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
+    """One row per line: the raw bytes (invalid UTF-8 kept as is), the file, an id increasing along each file."""
+    return (spark.read.text(files)
+            .select(F.col("value").cast("binary").alias("line"), F.input_file_name().alias("file"))
+            .withColumn("_line", F.monotonically_increasing_id()))
+
+
+def parse_reviews(lines: DataFrame, ds: str) -> DataFrame:
+    check = partial(check_review, max_time=max_review_time(ds))
+    schema = T.StructType(REVIEW_FIELDS.fields + _TRACE)
+    return lines.mapInPandas(partial(_parse_batches, check=check, names=REVIEW_FIELDS.fieldNames()), schema)
+
+
+def parse_metadata(lines: DataFrame) -> DataFrame:
+    schema = T.StructType(META_FIELDS.fields + _TRACE)
+    return lines.mapInPandas(partial(_parse_batches, check=check_metadata, names=META_FIELDS.fieldNames()), schema)
+
+
+def tag_reviews(parsed: DataFrame) -> DataFrame:
+    """Every parsed review line with its reason, duplicates included: of the clean lines of one (reviewerID,
+    asin) the latest by unixReviewTime is kept (ties: the highest rating, the longest text, then file order)."""
     order = Window.partitionBy(S.USER, S.ITEM).orderBy(
         F.col(S.TIME).desc(), F.col(S.RATING).desc(), F.length(F.coalesce("reviewText", F.lit(""))).desc(),
         F.col("file"), F.col("_line"))
-    ranked = good.withColumn("_n", F.row_number().over(order))
-    dups = ranked.where(F.col("_n") > 1).withColumn(S.REASON, F.lit(DUPLICATE))
-    clean = ranked.where(F.col("_n") == 1).select(*S.REVIEWS_COLUMNS)
-    quarantine = (bad.unionByName(dups.drop("_n"))
-                  .select(F.lit("reviews").alias(S.SOURCE), S.REASON, "file", _raw(bad, fields).alias(S.RAW)))
-    return clean, quarantine
+    return _tag_duplicates(parsed, order, DUPLICATE)
 
 
-def transform_metadata(raw: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Split metadata rows into (one row per asin, quarantined rows). Titles are trimmed; empty -> null."""
-    fields = [f.name for f in S.AMAZON_META.fields]
-    reason = (F.when(F.col(S.CORRUPT).isNotNull(), F.lit(MALFORMED))
-              .when(F.col(S.ITEM).isNull() | (F.trim(S.ITEM) == ""), F.lit(META_MISSING_ITEM)))
-    tagged = raw.withColumn(S.REASON, reason)
+def tag_metadata(parsed: DataFrame) -> DataFrame:
+    """Every parsed metadata line with its reason; of one asin's clean lines the first in file order is kept."""
+    return _tag_duplicates(parsed, Window.partitionBy(S.ITEM).orderBy("file", "_line"), META_DUPLICATE)
+
+
+def _tag_duplicates(parsed: DataFrame, order: Window, reason: str) -> DataFrame:
+    good = parsed.where(F.col(S.REASON).isNull()).withColumn("_n", F.row_number().over(order))
+    good = good.withColumn(S.REASON, F.when(F.col("_n") > 1, F.lit(reason))).drop("_n")
+    return good.unionByName(parsed.where(F.col(S.REASON).isNotNull()))
+
+
+def split_tagged(tagged: DataFrame, source: str, columns: list[str], fields: list[str]) -> tuple[DataFrame, DataFrame]:
+    """(the kept rows' columns, the quarantined rows: source, reason, file, raw line or the fields as JSON)."""
+    clean = tagged.where(F.col(S.REASON).isNull()).select(*columns)
+    raw = F.coalesce(F.col(S.RAW), F.to_json(F.struct(*fields)))
     bad = tagged.where(F.col(S.REASON).isNotNull())
-    ranked = (tagged.where(F.col(S.REASON).isNull())
-              .withColumn("_n", F.row_number().over(Window.partitionBy(S.ITEM).orderBy("file", "_line"))))
-    dups = ranked.where(F.col("_n") > 1).withColumn(S.REASON, F.lit(META_DUPLICATE)).drop("_n")
-    title = F.trim(F.col(S.TITLE))
-    items = (ranked.where(F.col("_n") == 1)
-             .withColumn(S.TITLE, F.when(title == "", None).otherwise(title))
-             .select(*S.ITEMS_COLUMNS))
-    quarantine = (bad.unionByName(dups)
-                  .select(F.lit("metadata").alias(S.SOURCE), S.REASON, "file", _raw(bad, fields).alias(S.RAW)))
-    return items, quarantine
+    return clean, bad.select(F.lit(source).alias(S.SOURCE), S.REASON, "file", raw.alias(S.RAW))
+
+
+def transform_reviews(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Parsed review lines -> (clean reviews, one per (reviewerID, asin); quarantined lines with a reason)."""
+    return split_tagged(tag_reviews(parsed), "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())
+
+
+def transform_metadata(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Parsed metadata lines -> (one row per asin, titles trimmed; quarantined lines with a reason)."""
+    return split_tagged(tag_metadata(parsed), "metadata", S.ITEMS_COLUMNS, META_FIELDS.fieldNames())
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost Java exception of a Spark failure, as one short line."""
+    java = getattr(exc, "java_exception", None)
+    if java is None:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    while java.getCause() is not None:
+        java = java.getCause()
+    return f"{java.getClass().getSimpleName()}: {java.getMessage()}"
+
+
+def _unreadable(spark: SparkSession, files: list[str]) -> dict[str, str]:
+    """Read each file alone (only after a read of all of them failed): {file: why it cannot be read}."""
+    out = {}
+    for path in files:
+        try:
+            spark.read.text(path).count()
+        except Exception as exc:  # noqa: BLE001 (the Java error is the information)
+            out[path] = _root_cause(exc)
+    return out
+
+
+def read_tagged(spark: SparkSession, files: list[str], parse, tag, key: str, skip_unreadable: bool,
+                source: str) -> tuple[DataFrame, list[tuple]]:
+    """``tag(parse(lines))`` of the files, cached and counted once. A file that cannot be read stops the stage
+    with its name, or, when ``skip_unreadable``, is left out and returned as a quarantine row."""
+    tagged = tag(parse(read_lines(spark, files))).cache()
+    try:
+        tagged.count()
+        return tagged, []
+    except Exception as exc:  # noqa: BLE001
+        tagged.unpersist()
+        broken = _unreadable(spark, files)
+        if not broken:
+            raise
+        if not skip_unreadable:
+            path, why = next(iter(broken.items()))
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            raise InputRefused(f"ingest: cannot read {path}{more} ({key}): {why}; a truncated or corrupt gzip, or "
+                               f"not gzip despite its name? Set ingest.skip_unreadable_files=true to skip such files "
+                               f"(recorded in quarantine)") from exc
+    for path, why in broken.items():
+        log.warning("ingest: skipping unreadable file %s: %s", path, why)
+    rows = [(source, f"{UNREADABLE}: {why}", path, None) for path, why in broken.items()]
+    rest = [f for f in files if f not in broken]
+    if not rest:
+        return spark.createDataFrame([], tagged.schema), rows
+    tagged = tag(parse(read_lines(spark, rest))).cache()
+    tagged.count()
+    return tagged, rows
+
+
+def _unreadable_rows(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, T.StructType([T.StructField(c, T.StringType()) for c in S.QUARANTINE_COLUMNS]))
+
+
+def accounting(quarantine: DataFrame, kept: dict[str, int]) -> dict[str, dict]:
+    """Per source: lines kept, quarantined per reason, bad lines (not duplicates or blank) and their fraction,
+    and the files skipped as unreadable (not lines: their lines are unknown; the user chose to skip them)."""
+    out = {src: {"kept": n, "quarantined": {}, "bad": 0, "unreadable_files": 0} for src, n in kept.items()}
+    for row in quarantine.groupBy(S.SOURCE, S.REASON).count().collect():
+        entry = out.setdefault(row[S.SOURCE], {"kept": 0, "quarantined": {}, "bad": 0, "unreadable_files": 0})
+        if row[S.REASON].startswith(UNREADABLE):
+            entry["unreadable_files"] += row["count"]
+            continue
+        entry["quarantined"][row[S.REASON]] = row["count"]
+        if row[S.REASON] not in NOT_BAD:
+            entry["bad"] += row["count"]
+    for entry in out.values():
+        entry["lines"] = entry["kept"] + sum(entry["quarantined"].values())
+        entry["bad_fraction"] = entry["bad"] / entry["lines"] if entry["lines"] else 0.0
+    return out
+
+
+def refusals(counts: dict[str, dict], max_bad_fraction: float, metadata_given: bool) -> list[str]:
+    """Why this input must not replace the ds's tables (empty: it may)."""
+    problems = []
+    reviews = counts.get("reviews", {"kept": 0})
+    if reviews["kept"] == 0:
+        problems.append("no valid review")
+    if metadata_given and counts.get("metadata", {"kept": 0})["kept"] == 0:
+        problems.append("no valid metadata record (a metadata file of another format?)")
+    for source, entry in sorted(counts.items()):
+        if entry["lines"] and entry["bad_fraction"] > max_bad_fraction:
+            problems.append(f"{entry['bad']:,} of {entry['lines']:,} {source} lines are invalid "
+                            f"({entry['bad_fraction']:.2%} > ingest.max_bad_fraction {max_bad_fraction:.2%})")
+    return problems
+
+
+def _describe(counts: dict[str, dict]) -> str:
+    parts = []
+    for source, entry in sorted(counts.items()):
+        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(entry["quarantined"].items(), key=lambda kv: -kv[1]))
+        skipped = f", {entry['unreadable_files']} unreadable files skipped" if entry["unreadable_files"] else ""
+        parts.append(f"{source}: {entry['lines']:,} lines, {entry['kept']:,} kept{skipped}"
+                     + (f"; quarantined: {reasons}" if reasons else ""))
+    return "; ".join(parts)
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
+    cached: list[DataFrame] = []
+    try:
+        return _run(cfg, spark, ds, cached)
+    finally:
+        for df in cached:
+            df.unpersist()
+
+
+def _amazon(cfg: Config, spark: SparkSession, ds: str, cached: list, review_files: list[str],
+            test_files: list[str], meta_path: str | None) -> tuple:
+    """(reviews, items or None, quarantine, heldout or None) from Amazon JSON lines."""
+    skip = cfg.ingest.skip_unreadable_files
+    parse = partial(parse_reviews, ds=ds)
+    heldout = None
+    if test_files:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
+        test, _ = read_tagged(spark, test_files, parse, tag_reviews, "input.test", skip, "reviews")
+        cached.append(test)
+        heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())[0]
+    tagged, unreadable = read_tagged(spark, review_files + test_files, parse, tag_reviews, "input.reviews", skip,
+                                     "reviews")
+    cached.append(tagged)
+    reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())
+    items = None
+    if meta_path:
+        meta_files = input_files(spark, meta_path, "input.metadata")
+        meta, meta_unreadable = read_tagged(spark, meta_files, parse_metadata, tag_metadata, "input.metadata", skip,
+                                            "metadata")
+        cached.append(meta)
+        items, meta_q = split_tagged(meta, "metadata", S.ITEMS_COLUMNS, META_FIELDS.fieldNames())
+        quarantine, unreadable = quarantine.unionByName(meta_q), unreadable + meta_unreadable
+    if unreadable:
+        quarantine = quarantine.unionByName(_unreadable_rows(spark, unreadable))
+    return reviews, items, quarantine, heldout
+
+
+def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
     with stage_timer("ingest", ds) as report:
         reviews_path = cfg.path(cfg.input.reviews)
-        if not warehouse.path_exists(spark, reviews_path):
-            raise warehouse.MissingInputError(f"ingest: no review files at {reviews_path} (input.reviews)")
+        review_files = input_files(spark, reviews_path, "input.reviews")
         test_path = cfg.path(cfg.input.test) if cfg.input.test else None
-        if test_path and not warehouse.path_exists(spark, test_path):
-            raise warehouse.MissingInputError(f"ingest: no held-out test files at {test_path} (input.test)")
-        heldout = None
+        test_files = input_files(spark, test_path, "input.test") if test_path else []
+        meta_path = cfg.path(cfg.input.metadata) if cfg.input.metadata else None
+        if meta_path and not warehouse.path_exists(spark, meta_path):
+            log.warning("ingest: no metadata at %s: titles will be empty", meta_path)
+            meta_path = None
         if cfg.input.format == "movielens":
-            reviews, items, quarantine = movielens.read(spark, reviews_path, cfg.path(cfg.input.metadata)
-                                                        if cfg.input.metadata else None)
+            reviews, items, quarantine = movielens.read(spark, reviews_path, meta_path)
+            heldout = None
             if test_path:
                 heldout, _, test_q = movielens.read(spark, test_path, None)
                 reviews, quarantine = reviews.unionByName(heldout), quarantine.unionByName(test_q)
+            meta_path = None  # the MovieLens reader keeps every movie row
         else:
-            raw = read_json(spark, reviews_path, S.AMAZON_REVIEW)
-            if test_path:
-                raw_test = read_json(spark, test_path, S.AMAZON_REVIEW)
-                raw = raw.unionByName(raw_test)
-                heldout = transform_reviews(raw_test)[0]
-            reviews, quarantine = transform_reviews(raw.cache())
-            items = None
-            if cfg.input.metadata:
-                meta_path = cfg.path(cfg.input.metadata)
-                if warehouse.path_exists(spark, meta_path):
-                    items, meta_q = transform_metadata(read_json(spark, meta_path, S.AMAZON_META))
-                    quarantine = quarantine.unionByName(meta_q)
-                else:
-                    log.warning("ingest: no metadata at %s: titles will be empty", meta_path)
-            report["read"] = {"reviews": reviews_path, "metadata": cfg.input.metadata and cfg.path(cfg.input.metadata)}
+            reviews, items, quarantine, heldout = _amazon(cfg, spark, ds, cached, review_files, test_files, meta_path)
+        kept = {"reviews": reviews.count()}
+        if items is not None:
+            kept["metadata"] = items.count()
+        counts = accounting(quarantine, kept)
+        report["read"] = {"reviews": reviews_path, "files": len(review_files) + len(test_files),
+                          "metadata": meta_path, "lines": {s: c["lines"] for s, c in counts.items()}}
+        log.info("ingest ds=%s: %s", ds, _describe(counts))
+        problems = refusals(counts, cfg.ingest.max_bad_fraction, bool(meta_path))
+        if problems:  # validated before anything is replaced: the ds's tables keep their previous contents
+            kept_at = cfg.ds_path("rejected", ds) + "/ingest/quarantine"
+            quarantine.write.mode("overwrite").parquet(kept_at)
+            raise InputRefused(f"ingest: input refused for ds={ds}, tables unchanged: {'; '.join(problems)} "
+                               f"[{_describe(counts)}]; the quarantined lines are in {kept_at}")
         if items is None:  # keep the table complete: one row per reviewed item, no title
             items = (reviews.select(S.ITEM).distinct()
                      .select(S.ITEM, *[F.lit(None).cast(t).alias(c) for c, t in
                                        [(S.TITLE, "string"), ("brand", "string"), ("main_cat", "string"),
                                         ("category", "array<string>"), ("price", "string")]]))
+        elif kept.get("metadata"):
+            untitled = reviews.join(items.select(S.ITEM), S.ITEM, "left_anti")
+            n_untitled = untitled.count()
+            if n_untitled:
+                log.warning("ingest: %d reviews of %d items have no metadata (no title in the published lists)",
+                            n_untitled, untitled.select(S.ITEM).distinct().count())
+            report["reviews_without_metadata"] = n_untitled
         n_reviews = warehouse.write_partition(reviews, cfg.table("reviews"), ds)
         n_items = warehouse.write_partition(items, cfg.table("items"), ds)
         n_bad = warehouse.write_partition(quarantine, cfg.table("quarantine"), ds)
-        if heldout is not None:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
+        if heldout is not None:
             report["heldout"] = warehouse.write_partition(heldout.select(S.USER, S.ITEM).distinct(),
                                                           cfg.table("heldout"), ds)
-        if n_bad:
-            by_reason = (spark.table(cfg.table("quarantine")).where(F.col(S.DS) == ds)
-                         .groupBy(S.SOURCE, S.REASON).count().orderBy(S.SOURCE, S.REASON).collect())
-            for row in by_reason:
-                log.warning("ingest: quarantined %d %s rows: %s", row["count"], row[S.SOURCE], row[S.REASON])
-        if n_reviews == 0:
-            raise ValueError(f"ingest: no valid review in {reviews_path} ({n_bad} rows quarantined, "
-                             f"see table {cfg.table('quarantine')} ds={ds})")
+        for source, entry in sorted(counts.items()):
+            for reason, n in sorted(entry["quarantined"].items()):
+                log.warning("ingest: quarantined %d %s lines: %s", n, source, reason)
         report["wrote"] = {cfg.table("reviews"): n_reviews, cfg.table("items"): n_items,
                            cfg.table("quarantine"): n_bad}
     return report
