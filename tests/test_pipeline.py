@@ -8,10 +8,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from recjob import datagen, pipeline
+from recjob.stages import publish
 from recjob import schema as S
 from recjob import warehouse
 
 from conftest import shared_file
+
+pytestmark = pytest.mark.slow  # whole pipelines: about five minutes on 2 cores
 
 DS = "2021-03-01"
 N = 10
@@ -23,17 +26,19 @@ def generated(tmp_path_factory):
     return datagen.generate(str(out), 20000, seed=11)
 
 
+def _e2e_settings(data_dir, generated) -> list[str]:
+    return [f"data_dir={data_dir}", "database=e2e", f"input.reviews={generated['reviews_path']}",
+            f"input.metadata={generated['metadata_path']}", "sample.start=2008-01-01", "sample.end=2019-01-01",
+            "sample.min_user_reviews=3", "sample.min_item_reviews=3", f"score.top_n={N}",
+            "evaluate.als_rank=16", "evaluate.als_iterations=8"]
+
+
 @pytest.fixture(scope="module")
 def e2e(spark, generated, tmp_path_factory):
     from recjob import config
 
     data_dir = tmp_path_factory.mktemp("e2e")
-    cfg = config.load(None, [f"data_dir={data_dir}", "database=e2e",
-                             f"input.reviews={generated['reviews_path']}",
-                             f"input.metadata={generated['metadata_path']}",
-                             "sample.start=2008-01-01", "sample.end=2019-01-01",
-                             "sample.min_user_reviews=3", "sample.min_item_reviews=3", f"score.top_n={N}",
-                             "evaluate.als_rank=16", "evaluate.als_iterations=8"])
+    cfg = config.load(None, _e2e_settings(data_dir, generated))
     reports = pipeline.run(cfg, spark, DS)
     first = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS).toPandas()
     return cfg, reports, first
@@ -113,6 +118,12 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
     with pytest.raises(GateFailed, match="quality gate failed"):
         pipeline.run_stage("publish", cfg, spark, DS)
     assert not warehouse.table_exists(spark, cfg.table("recommendations"))
+    # nothing was ever published for DS: the refused model's outputs are moved apart, its partitions emptied
+    rejected = Path(cfg.ds_path("rejected", DS)) / "publish"
+    assert spark.read.parquet(str(rejected / "tables" / "training_runs")).first()["model"] == "dot"
+    assert (rejected / "models").is_dir() and not Path(cfg.ds_path("models", DS)).exists()
+    for table in publish.MODEL_TABLES:
+        assert spark.table(cfg.table(table)).where(F.col("ds") == DS).count() == 0, table
 
 
 def test_bpmf_through_the_pipeline(spark, generated, tmp_path):
@@ -202,6 +213,42 @@ def test_rerun_of_same_ds_gives_identical_tables(spark, e2e):
     for table in ("reviews", "interactions", "user_index", "item_index", "scores", "evaluation"):
         counts = spark.table(cfg.table(table)).groupBy("ds").count().collect()
         assert len(counts) == 1, table  # one partition, no duplicates appended
+
+
+def _model_outputs(spark, cfg, dest: Path) -> dict:
+    """The ds's model tables (saved as parquet under dest) and the bytes of its model and report files."""
+    for table in publish.MODEL_TABLES:
+        spark.table(cfg.table(table)).where(F.col("ds") == DS).write.parquet(str(dest / table))
+    files = {}
+    for folder in publish.MODEL_FOLDERS:
+        root = Path(cfg.ds_path(folder, DS))
+        files.update({str(p.relative_to(root.parent)): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+    return files
+
+
+def test_a_refused_rerun_leaves_the_published_model_in_place(spark, e2e, generated, tmp_path):
+    """A rerun whose model the gate refuses changes nothing a reader of the ds sees: every model table and file
+    is the published model's again, and the refused outputs are kept apart for inspection."""
+    from recjob import config
+    from recjob.stages.publish import GateFailed
+
+    cfg, _, first = e2e
+    files_before = _model_outputs(spark, cfg, tmp_path / "before")
+    dot = config.load(None, _e2e_settings(cfg.data_dir, generated) + [
+        "train.model=dot", "evaluate.als_implicit_regs=[1.0]", "evaluate.als_iterations=4"])
+    with pytest.raises(GateFailed, match="describe its published model again"):
+        pipeline.run(dot, spark, DS, first="train")
+    files_after = _model_outputs(spark, cfg, tmp_path / "after")
+    for table in publish.MODEL_TABLES:
+        before, after = (spark.read.parquet(str(tmp_path / when / table)) for when in ("before", "after"))
+        assert before.count() == after.count() > 0, table
+        assert before.exceptAll(after).count() == 0 and after.exceptAll(before).count() == 0, table
+    assert files_after == files_before
+    recs = spark.table(cfg.table("recommendations")).where(F.col("ds") == DS).toPandas()
+    pd.testing.assert_frame_equal(recs.sort_values([S.USER, S.RANK]).reset_index(drop=True),
+                                  first.sort_values([S.USER, S.RANK]).reset_index(drop=True))
+    refused = spark.read.parquet(cfg.ds_path("rejected", DS) + "/publish/tables/training_runs").first()
+    assert refused["model"] == "dot"
 
 
 def test_all_beauty_real_data(spark, tmp_path):

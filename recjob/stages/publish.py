@@ -4,6 +4,11 @@ One ds partition per run, replaced on rerun (dynamic partition overwrite), other
 Before writing, the quality gate (gate.*) compares the model with the baselines on the validation split
 (evaluate stage), and the scores are checked: ranks 1..n per user with no gaps or duplicates and no duplicate
 items per user. A failed gate or check stops the publish and keeps the previous partitions.
+
+Every table of a ds describes its published model. The train, score and evaluate stages replace the ds's model
+outputs before the gate can judge them, so publish keeps a copy of what it published (``published/ds=...``)
+and, when it refuses a model, moves the refused outputs apart (``rejected/ds=.../publish``, for inspection) and
+puts the published ones back (or, if nothing was ever published for the ds, leaves those partitions empty).
 """
 from __future__ import annotations
 
@@ -23,8 +28,64 @@ log = logging.getLogger(__name__)
 COLUMNS = [S.USER, S.RANK, S.ITEM, S.TITLE, S.SCORE]
 
 
+# What describes a ds's model: the tables (ds partitions) and folders (under data_dir) that train, score and
+# evaluate write for it.
+MODEL_TABLES = ("training_runs", "user_factors", "item_factors", "scores", "evaluation")
+MODEL_FOLDERS = ("models", "reports")
+
+
 class GateFailed(RuntimeError):
     """The new model does not beat the baselines: the publish is refused."""
+
+
+class ChecksFailed(RuntimeError):
+    """The scores are not valid lists (rank gaps, duplicate items, NaN scores): the publish is refused."""
+
+
+def _partition_exists(spark: SparkSession, table: str, ds: str) -> bool:
+    return warehouse.table_exists(spark, table) and spark.table(table).where(F.col(S.DS) == ds).limit(1).count() > 0
+
+
+def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str) -> list[str]:
+    """Copy the ds's model tables (as parquet) and folders to ``dest`` (staged, then moved in place)."""
+    staged, saved = dest.rstrip("/") + ".staging", []
+    warehouse.delete_path(spark, staged)
+    for name in MODEL_TABLES:
+        if _partition_exists(spark, cfg.table(name), ds):
+            warehouse.read_partition(spark, cfg.table(name), ds).write.parquet(f"{staged}/tables/{name}")
+            saved.append(cfg.table(name))
+    for folder in MODEL_FOLDERS:
+        if warehouse.path_exists(spark, cfg.ds_path(folder, ds)):
+            warehouse.copy_folder(spark, cfg.ds_path(folder, ds), f"{staged}/{folder}")
+            saved.append(folder)
+    if saved:
+        warehouse.replace_folder(spark, staged, dest)
+    return saved
+
+
+def restore_model_outputs(cfg: Config, spark: SparkSession, ds: str, src: str | None) -> None:
+    """Put the ds's model tables and folders back from ``src`` (a ``save_model_outputs`` copy); None: empty them."""
+    for name in MODEL_TABLES:
+        saved = f"{src}/tables/{name}" if src else None
+        if saved and warehouse.path_exists(spark, saved):
+            warehouse.write_partition(spark.read.parquet(saved), cfg.table(name), ds)
+        elif warehouse.table_exists(spark, cfg.table(name)):
+            spark.sql(f"ALTER TABLE {cfg.table(name)} DROP IF EXISTS PARTITION ({S.DS}='{ds}')")
+    for folder in MODEL_FOLDERS:
+        saved = f"{src}/{folder}" if src else None
+        if saved and warehouse.path_exists(spark, saved):
+            warehouse.copy_folder(spark, saved, cfg.ds_path(folder, ds))
+        else:
+            warehouse.delete_path(spark, cfg.ds_path(folder, ds))
+
+
+def set_aside(cfg: Config, spark: SparkSession, ds: str) -> str:
+    """A refused run: move its model outputs to rejected/ds=.../publish and restore the published ones."""
+    rejected = cfg.ds_path("rejected", ds) + "/publish"
+    save_model_outputs(cfg, spark, ds, rejected)
+    published = cfg.ds_path("published", ds)
+    restore_model_outputs(cfg, spark, ds, published if warehouse.path_exists(spark, published) else None)
+    return rejected
 
 
 def transform(scores: DataFrame, item_index: DataFrame, items: DataFrame) -> DataFrame:
@@ -79,9 +140,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             kind = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"]
             reasons = gate(evaluation, kind, cfg.gate, cfg.evaluate.k)
             if reasons:
+                kept_at = set_aside(cfg, spark, ds)
                 raise GateFailed(f"publish: quality gate failed for ds={ds}, nothing published (the previous "
                                  f"partitions of {cfg.table('recommendations')} are unchanged): " + "; ".join(reasons)
-                                 + " (thresholds: gate.*; gate.enabled=false to skip)")
+                                 + f" (thresholds: gate.*; gate.enabled=false to skip). The refused model's outputs "
+                                 f"are in {kept_at}; the ds's tables describe its published model again")
             report["gate"] = "passed"
         scores = warehouse.read_partition(spark, cfg.table("scores"), ds)
         item_index = warehouse.read_partition(spark, cfg.table("item_index"), ds)
@@ -89,8 +152,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         recs = transform(scores, item_index, items).cache()
         problems = check(recs)
         if problems:
-            raise RuntimeError(f"publish: not publishing ds={ds}: " + "; ".join(problems))
+            kept_at = set_aside(cfg, spark, ds)
+            raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
+                               f"; the refused model's outputs are in {kept_at}")
         n = warehouse.write_partition(recs, cfg.table("recommendations"), ds)
+        report["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
         if untitled:
