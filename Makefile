@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DS ?= $(shell date -u +%F)
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-slow test-all install bench clean
 
 $(STAMP): setup.py requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/recjob demo --conf conf/local.yaml --ds $(DS)
 
-test: $(STAMP)
+test: $(STAMP)  # the fast tier: unit and small Spark tests (about 5 minutes on 2 cores)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  # whole pipelines and real `airflow dags test` runs
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)  # both tiers, as CI runs them
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -18,12 +18,14 @@ Run settings (input, time window, top-N, model) are DAG params, defaulting to th
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 HOME = Path(os.environ.get("RECJOB_HOME", Path(__file__).resolve().parents[1]))
 CONF = os.environ.get("RECJOB_CONF", str(HOME / "conf" / "local.yaml"))
@@ -36,6 +38,33 @@ RETRIES = int(os.environ.get("RECJOB_RETRIES", "2"))
 LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
 
 STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
+
+# recjob's exit codes that a retry cannot change (recjob.cli.EXIT_NO_RETRY; a test keeps the two equal).
+NO_RETRY = {2: "bad configuration", 3: "input refused: unreadable file or too many invalid lines",
+            4: "quality gate refused the model: nothing published"}
+
+
+def _exit_code(hook, exc: Exception) -> int | None:
+    process = getattr(hook, "_submit_sp", None)
+    if process is not None and process.returncode is not None:
+        return process.returncode
+    found = re.search(r"Error code is: (-?\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+class RecjobSubmitOperator(SparkSubmitOperator):
+    """spark-submit of one recjob stage; a failure that a retry cannot change fails the task at once."""
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowFailException:
+            raise
+        except AirflowException as exc:
+            code = _exit_code(self._hook, exc)
+            if code in NO_RETRY:
+                raise AirflowFailException(f"recjob exit code {code} ({NO_RETRY[code]}): not retried. {exc}") from exc
+            raise
 
 
 def _conf_defaults(path: str) -> dict:
@@ -106,7 +135,7 @@ with DAG(
 ) as dag:
     previous = None
     for stage in STAGES:
-        task = SparkSubmitOperator(
+        task = RecjobSubmitOperator(
             task_id=stage,
             conn_id=CONN_ID,
             application=str(HOME / "jobs" / f"{stage}.py"),

@@ -12,6 +12,30 @@ from recjob.stages import ORDER
 
 log = logging.getLogger("recjob")
 
+# Exit codes, so that a scheduler can tell a failure worth retrying from one that a retry cannot change
+# (dags/recjob_amazon_movies.py does not retry EXIT_NO_RETRY; keep its copy equal, a test checks).
+EXIT_FAILED = 1  # anything else: worth a retry (a lost executor, a full disk, a missing input not there yet)
+EXIT_CONFIG = 2  # bad configuration or arguments, refused before Spark starts
+EXIT_INPUT_REFUSED = 3  # unreadable input file, too many invalid lines, no valid review
+EXIT_GATE_REFUSED = 4  # the quality gate (or the list checks) refused the model: nothing published
+EXIT_BUSY = 5  # another live run holds this ds: retry later
+EXIT_NO_RETRY = (EXIT_CONFIG, EXIT_INPUT_REFUSED, EXIT_GATE_REFUSED)
+
+
+def exit_code(exc: BaseException) -> int:
+    from recjob import locks
+    from recjob.stages import ingest, publish
+
+    if isinstance(exc, C.ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, ingest.InputRefused):
+        return EXIT_INPUT_REFUSED
+    if isinstance(exc, (publish.GateFailed, publish.ChecksFailed)):
+        return EXIT_GATE_REFUSED
+    if isinstance(exc, locks.Busy):
+        return EXIT_BUSY
+    return EXIT_FAILED
+
 
 def _ds(value: str) -> str:
     try:
@@ -87,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                              g.last_year, g.seed, reviews_name=os.path.basename(cfg.input.reviews),
                              meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
             return 0
-        from recjob import pipeline
+        from recjob import locks, pipeline
         from recjob import spark as session
+
+        def locked(spark):  # one run per ds at a time
+            return locks.ds_lock(spark, cfg.path("locks"), args.ds, f"recjob {args.command}")
 
         if args.command == "demo":
             if not os.path.exists(cfg.path(cfg.input.reviews)):
@@ -100,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                                  reviews_name=os.path.basename(cfg.input.reviews),
                                  meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
             spark = session.session(cfg)
-            pipeline.run(cfg, spark, args.ds)
+            with locked(spark):
+                pipeline.run(cfg, spark, args.ds)
             print(show(cfg, spark, args.ds, args.users))
             return 0
         spark = session.session(cfg)
         if args.command == "run":
-            pipeline.run(cfg, spark, args.ds, args.first, args.last)
+            with locked(spark):
+                pipeline.run(cfg, spark, args.ds, args.first, args.last)
         elif args.command == "sql":
             result = spark.sql(args.query)
             print("\t".join(result.columns))
@@ -114,16 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "show":
             print(show(cfg, spark, args.ds, args.users))
         else:
-            pipeline.run_stage(args.command, cfg, spark, args.ds)
+            with locked(spark):
+                pipeline.run_stage(args.command, cfg, spark, args.ds)
         return 0
     except C.ConfigError as exc:
         print(f"recjob: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # one line for Airflow's task log, the traceback above it
-        log.debug("failure", exc_info=True)
-        log.exception("recjob %s failed", args.command)
+        return EXIT_CONFIG
+    except Exception as exc:  # one line for Airflow's task log, the traceback above it (not for refusals)
+        code = exit_code(exc)
+        if code == EXIT_FAILED:
+            log.exception("recjob %s failed", args.command)
         print(f"recjob: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT
 
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
+pytestmark = pytest.mark.slow  # eight spark-submits per run: about four minutes each on 2 cores
 
 BIN = Path(sys.executable).parent
 DATES = ["2026-01-04", "2026-01-11"]
@@ -100,7 +101,8 @@ def test_missing_input_fails_clearly_then_rerun_succeeds(env):
     first = dags_test(env, DATES[0])
     log = first.stdout + first.stderr
     assert first.returncode != 0
-    assert "recjob: ingest failed: MissingInputError: ingest: no review files at" in log
+    assert "recjob: ingest failed: MissingInputError: ingest: no files at" in log
+    assert "(input.reviews): the path or glob matches nothing" in log
     assert "new_state=failed" in log
     # Fix the input and rerun the same date.
     gen = subprocess.run([str(BIN / "recjob"), "generate", "--conf", env["conf"], "--reviews", "5000"],

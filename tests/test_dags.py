@@ -47,3 +47,24 @@ def test_every_job_renders_the_ds_and_params(dagbag):
         assert f"sample.start={params['window_start']}" in args
         assert task.render_template(task.name, {"ds": "2026-03-01", "params": params}) == f"recjob-{stage}-2026-03-01"
         assert "{{" not in " ".join(map(str, args))
+
+
+def test_refusals_fail_without_retry_and_other_failures_retry(dagbag, monkeypatch):
+    """recjob's no-retry exit codes become AirflowFailException (no retries); other codes stay retryable."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from recjob import cli
+
+    module = __import__(type(dagbag.dags["recjob_amazon_movies"].get_task("publish")).__module__)
+    assert set(module.NO_RETRY) == set(cli.EXIT_NO_RETRY)
+    task = dagbag.dags["recjob_amazon_movies"].get_task("publish")
+    for code, retried in [(cli.EXIT_GATE_REFUSED, False), (cli.EXIT_INPUT_REFUSED, False),
+                          (cli.EXIT_CONFIG, False), (cli.EXIT_FAILED, True), (cli.EXIT_BUSY, True)]:
+        def fail(self, context, code=code):
+            raise AirflowException(f"Cannot execute: spark-submit jobs/publish.py. Error code is: {code}.")
+
+        monkeypatch.setattr(SparkSubmitOperator, "execute", fail)
+        with pytest.raises(AirflowException) as caught:
+            task.execute({})
+        assert isinstance(caught.value, AirflowFailException) is not retried, code

@@ -1,0 +1,104 @@
+"""One run per ds at a time: a lock file per run date under data_dir, on any Hadoop filesystem.
+
+Two runs of the same ds (or of stages of it) would overwrite each other's partitions and artefacts. The first
+takes ``locks/ds=<ds>.lock`` (created only if absent) and writes who holds it; a second is refused at once with
+that holder. The holder touches the file every ``HEARTBEAT_S`` seconds. A lock is stale, and is taken over,
+when its holder is a process of this host that is gone, or when it was not touched for ``STALE_AFTER_S``
+(a holder on another host that was killed). On object stores without an atomic create-if-absent (S3) two runs
+that start within the same instant may both get the lock; use the scheduler's ``max_active_runs`` there.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Iterator
+
+from pyspark.sql import SparkSession
+
+from recjob import warehouse
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 600.0
+
+
+class Busy(RuntimeError):
+    """Another live run holds this ds: try again when it has finished."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _stale(holder: dict, age_s: float, stale_after_s: float) -> str | None:
+    """Why a lock may be taken over, or None while its holder may still be running."""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
+            and not _alive(holder["pid"]):
+        return f"its holder (pid {holder['pid']} on this host) is gone"
+    if age_s > stale_after_s:
+        return f"it was not refreshed for {age_s:.0f}s (> {stale_after_s:.0f}s)"
+    return None
+
+
+@contextlib.contextmanager
+def ds_lock(spark: SparkSession, lock_dir: str, ds: str, what: str,
+            stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S) -> Iterator[str]:
+    """Hold the lock of ``ds`` while the block runs; ``Busy`` at once when a live run holds it."""
+    path = f"{lock_dir.rstrip('/')}/ds={ds}.lock"
+    fs, hpath = warehouse.hadoop_fs(spark, path)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+          "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    for _ in range(2):
+        if fs.createNewFile(hpath):
+            break
+        try:
+            holder = json.loads(warehouse.read_text(spark, path) or "{}")
+            age = time.time() - fs.getFileStatus(hpath).getModificationTime() / 1000.0
+        except Exception:  # noqa: BLE001 (removed or half-written meanwhile: look again)
+            holder, age = {}, 0.0
+        why = _stale(holder, age, stale_after_s) if holder else None
+        if holder and why is None:
+            raise Busy(f"ds={ds} is being run by {holder.get('what', '?')} (pid {holder.get('pid')} on "
+                       f"{holder.get('host')}, since {holder.get('since')}); lock {path}. Wait for it to finish; "
+                       f"a lock not refreshed for {stale_after_s:.0f}s is taken over")
+        if holder:
+            log.warning("taking over the lock of ds=%s from %s: %s", ds, holder, why)
+            fs.delete(hpath, False)
+        else:
+            time.sleep(0.2)  # its creator is writing it: give it a moment
+    else:
+        raise Busy(f"ds={ds}: could not take the lock {path}")
+    warehouse.write_text(spark, path, json.dumps(me))
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat_s):
+            try:
+                fs.setTimes(hpath, int(time.time() * 1000), -1)
+            except Exception:  # noqa: BLE001 (the JVM is stopping; the lock goes with the run)
+                return
+
+    thread = threading.Thread(target=beat, name=f"lock-ds={ds}", daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        try:
+            fs.delete(hpath, False)
+        except Exception:  # noqa: BLE001
+            log.warning("could not remove the lock %s: the next run takes it over once stale", path)
