@@ -376,8 +376,31 @@ def _dates_to_str(node: Any) -> Any:
     return node
 
 
-def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML file (optional), apply ``key=value`` overrides, check and return the config."""
+# Spark settings that hold secrets (the same words Spark redacts in its UI and logs): their values come from the
+# environment, written ${VAR}, never from a committed file or a command line that a scheduler logs.
+SECRET_KEY = re.compile(r"(?i)secret|password|token|credential|access[._-]?key")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _resolve_secrets(conf: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    out = {}
+    for key, value in conf.items():
+        ref = ENV_REF.fullmatch(value)
+        if SECRET_KEY.search(key) and not ref:
+            raise ConfigError(f"spark.conf.{key} holds a secret: give it as ${{VAR}} and set VAR in the environment "
+                              f"(or the Airflow connection's environment), not its value")
+        if ref:
+            if ref.group(1) not in environ:
+                raise ConfigError(f"spark.conf.{key} refers to ${{{ref.group(1)}}}, which is not set in the environment")
+            value = environ[ref.group(1)]
+        out[key] = value
+    return out
+
+
+def load(path: str | None = None, overrides: list[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
+    """Load a YAML file (optional), apply ``key=value`` overrides, check and return the config.
+    ``spark.conf`` values written ``${VAR}`` are read from ``environ`` (default: the process environment)."""
     values: dict = {}
     if path:
         try:
@@ -391,6 +414,8 @@ def load(path: str | None = None, overrides: list[str] | None = None) -> Config:
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     values = _merge(_dates_to_str(values), parse_overrides(overrides))
     cfg = _check(_build(Config, values, ""))
+    conf = _resolve_secrets(cfg.spark.conf, os.environ if environ is None else environ)
+    cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
     t = cfg.train
     unset = {k: getattr(t, k) == 0 if k == "factors" else getattr(t, k) < 0 for k in MODEL_DEFAULTS[t.model]}
     resolved = {k: (v if unset[k] else getattr(t, k)) for k, v in MODEL_DEFAULTS[t.model].items()}

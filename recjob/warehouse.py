@@ -26,6 +26,7 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
     """
     spark = df.sparkSession
     remove_staging_litter(spark, table, ds)
+    log.info("writing %s partition ds=%s", table, ds)
     out = df.withColumn(DS, F.lit(ds))
     parts = [DS, *partition_cols]
     cols = [c for c in out.columns if c not in parts] + parts

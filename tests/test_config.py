@@ -102,3 +102,15 @@ def test_numbers_in_exponent_form_are_numbers_and_dates_stay_text(tmp_path):
     path.write_text("train:\n  learning_rate: 5e-4\nsample:\n  start: 2017-01-01\n")
     cfg = config.load(str(path))
     assert cfg.train.learning_rate == 5e-4 and cfg.sample.start == "2017-01-01"
+
+
+def test_secrets_come_from_the_environment_only():
+    key = "spark.conf.spark.hadoop.javax.jdo.option.ConnectionPassword"
+    cfg = config.load(None, [f"{key}=${{METASTORE_PW}}"], environ={"METASTORE_PW": "s3cr3t"})
+    assert cfg.spark.conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "s3cr3t"
+    with pytest.raises(ConfigError, match=r"holds a secret: give it as \$\{VAR\}") as caught:
+        config.load(None, [f"{key}=s3cr3t"])
+    assert "s3cr3t" not in str(caught.value)
+    with pytest.raises(ConfigError, match="not set in the environment"):
+        config.load(None, [f"{key}=${{NOPE_NOT_SET}}"], environ={})
+    assert config.load(None, ["spark.conf.spark.x=${HOME_DIR}"], environ={"HOME_DIR": "/h"}).spark.conf["spark.x"] == "/h"
