@@ -12,13 +12,19 @@ from pyspark.sql import functions as F
 from recjob import schema as S
 
 
+GROUP = 64  # columns per group of the group-maxima selection (top_k_chunked)
+
+
 def top_k(scores: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the k largest entries of each row, best first; equal scores -> lower column first.
 
-    backend "tensorflow" uses ``tf.math.top_k`` (documented: equal elements -> lower index first), about 5x
-    faster than numpy's partition on wide blocks (bench/topk.py); "numpy" is the reference; "auto" takes
-    TensorFlow when it is importable. Both give identical results.
+    backend "chunked" (``top_k_chunked``) reads each score once for group maxima and selects among k groups;
+    "tensorflow" uses ``tf.math.top_k`` (documented: equal elements -> lower index first); "numpy" is the
+    reference; "auto" takes "chunked" on wide rows, else TensorFlow when it is importable. All give identical
+    results (bench/topk.py times them).
     """
+    if backend == "chunked" or (backend == "auto" and scores.shape[1] >= 4 * GROUP * max(k, 1)):
+        return top_k_chunked(scores, k)
     if backend in ("auto", "tensorflow") and scores.size:
         tf = _tensorflow(required=backend == "tensorflow")
         if tf is not None:
@@ -30,6 +36,47 @@ def top_k(scores: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray
                 vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
             return np.where(np.isneginf(vals), -1, idx), vals
     return _top_k_numpy(scores, k)
+
+
+def top_k_chunked(scores: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` through group maxima, exact with the same tie-break.
+
+    The columns are cut into m groups of ``group`` columns, strided (group g holds columns g, g + m, g + 2m, ...)
+    so that the maxima are an elementwise maximum of ``group`` contiguous slices, one fast pass over the scores;
+    the columns past ``group`` x m form one more group. t, the k-th largest group maximum of a row, is a lower
+    bound of the row's k-th largest score (k groups each hold a score >= t), so every one of the top k lies in a
+    group whose maximum is >= t. Where exactly k groups reach t (the rule for continuous scores) the top k are
+    selected among those k x ``group`` columns, taken in column order so that ties keep the lower column first;
+    other rows (group maxima tied at t, fewer than k finite scores) take the reference path.
+    """
+    n_rows, n_cols = scores.shape
+    m = n_cols // group
+    n_groups = m + (n_cols > m * group)
+    if k < 1 or m <= k or n_rows == 0:
+        return _top_k_numpy(scores, k)
+    gmax = np.empty((n_rows, n_groups), scores.dtype)
+    gmax[:, :m] = scores[:, :m * group].reshape(n_rows, group, m).max(axis=1)
+    if n_groups > m:
+        gmax[:, m] = scores[:, m * group:].max(axis=1)
+    part = np.argpartition(gmax, n_groups - k, axis=1)[:, n_groups - k:]  # the k largest group maxima
+    t = np.take_along_axis(gmax, part, axis=1).min(axis=1)
+    simple = ((gmax >= t[:, None]).sum(axis=1) == k) & np.isfinite(t)
+    idx = np.empty((n_rows, k), np.int64)
+    vals = np.empty((n_rows, k), scores.dtype)
+    rows = np.flatnonzero(simple)
+    if len(rows):
+        g = part[rows][:, :, None]
+        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))  # tail: the last group
+        cols = np.sort(cols.reshape(len(rows), -1), axis=1)  # column order: ties resolve to the lower column
+        valid = cols < n_cols
+        cand = np.where(valid, scores[rows[:, None], np.minimum(cols, n_cols - 1)], -np.inf).astype(scores.dtype)
+        ci, cv = _top_k_numpy(cand, k)  # small: numpy, so executors need not import TensorFlow (seconds each)
+        idx[rows] = np.take_along_axis(cols, ci, axis=1)
+        vals[rows] = cv
+    rest = np.flatnonzero(~simple)
+    if len(rest):
+        idx[rest], vals[rest] = _top_k_numpy(scores[rest], k)
+    return np.where(np.isneginf(vals), -1, idx), vals
 
 
 def _tensorflow(required: bool):
@@ -80,7 +127,8 @@ def _top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
-                seen: list[np.ndarray], k: int, mlp: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                seen: list[np.ndarray], k: int, mlp: dict | None = None,
+                backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-k items for a block of users: scores = U V^T + item bias (or the MLP's output + item bias when
     ``mlp`` is given, see ``mlp_part``), each user's seen columns excluded."""
     scores = user_f @ item_f.T if mlp is None else mlp_scores(user_f, mlp)
@@ -88,7 +136,7 @@ def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
     for r, cols in enumerate(seen):
         if len(cols):
             scores[r, cols] = -np.inf
-    return top_k(scores, k)
+    return top_k(scores, k, backend)
 
 
 def mlp_part(weights: list[tuple[np.ndarray, np.ndarray]], item_f: np.ndarray) -> dict:
@@ -137,7 +185,7 @@ def item_matrix(items: pd.DataFrame, mlp_weights: list | None = None) -> dict:
 
 
 def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, block: int,
-              global_mean: float) -> DataFrame:
+              global_mean: float, backend: str = "auto") -> DataFrame:
     """Rows (user_idx, reviewerID, rank, item_idx, score) for every user of ``users``.
 
     ``users``: (user_idx, reviewerID, bias, factors); ``seen_cols``: (user_idx, cols) with cols the item
@@ -155,7 +203,7 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
                 b = pdf.iloc[start:start + block]
                 uf = np.stack(b["factors"].to_numpy()).astype(np.float32)
                 seen = [np.asarray(c, dtype=np.int64) if c is not None else np.empty(0, np.int64) for c in b["cols"]]
-                idx, val = score_block(uf, vf, vb, seen, top_n, m["mlp"])
+                idx, val = score_block(uf, vf, vb, seen, top_n, m["mlp"], backend)
                 ok = idx >= 0
                 rows, ranks = np.nonzero(ok)
                 yield pd.DataFrame({
@@ -167,7 +215,9 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
                 })
 
     joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
-    return joined.mapInPandas(fn, OUT_SCHEMA)
+    # Several tasks per core: after the join the partitions are few and uneven (3 tasks on 2 cores leave one
+    # core idle for a third of the time), and scoring is all compute.
+    return joined.repartition(4 * spark.sparkContext.defaultParallelism).mapInPandas(fn, OUT_SCHEMA)
 
 
 def item_columns(spark, matrix: dict, key: str) -> DataFrame:

@@ -14,7 +14,7 @@ def reference(scores, k):
     return np.array(idx), np.array(vals)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow", "chunked"])
 @pytest.mark.parametrize("seed", range(5))
 def test_top_k_matches_reference_with_ties_and_exclusions(seed, backend):
     rng = np.random.default_rng(seed)
@@ -30,7 +30,7 @@ def test_top_k_matches_reference_with_ties_and_exclusions(seed, backend):
         np.testing.assert_array_equal(vals, ref_vals)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow", "chunked"])
 def test_continuous_scores_large_block(backend):
     rng = np.random.default_rng(9)
     scores = rng.normal(size=(64, 5000)).astype(np.float32)
@@ -38,6 +38,28 @@ def test_continuous_scores_large_block(backend):
     ref_idx, _ = reference(scores, 10)
     np.testing.assert_array_equal(idx, ref_idx)
     assert (np.diff(vals, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_group_maxima_selection_is_exact_with_ties_exclusions_and_a_ragged_tail(seed):
+    """The group-maxima path against the reference on shapes that exercise it: groups of 2..40 columns, a last
+    group shorter than the others, rows with tied group maxima (rounded scores), excluded columns, a row with
+    everything excluded and one with fewer than k candidates."""
+    rng = np.random.default_rng(100 + seed)
+    n_cols = int(rng.integers(300, 2000))
+    scores = rng.normal(size=(50, n_cols)).astype(np.float32)
+    if seed % 2:
+        scores = np.round(scores, 1)  # ties everywhere, within and across groups
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[0, :] = -np.inf
+    scores[1, 7:] = -np.inf
+    scores[2, :] = 1.0  # every column tied
+    for k in (1, 3, 10):
+        for group in (2, 7, 40):
+            idx, vals = topk.top_k_chunked(scores, k, group=group)
+            ref_idx, ref_vals = reference(scores, k)
+            np.testing.assert_array_equal(idx, ref_idx, err_msg=f"k={k} group={group}")
+            np.testing.assert_array_equal(vals, ref_vals)
 
 
 def test_score_block_excludes_seen():
