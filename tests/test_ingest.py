@@ -67,7 +67,7 @@ def reference(lines):
 
 def test_reviews_parsing_and_quarantine_match_reference(spark, tmp_path):
     path = _write(tmp_path / "r.json.gz", LINES)
-    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [path]), "2020-01-01"))
+    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [path])))
     ref_clean, ref_reasons = reference(LINES)
     got = clean.toPandas().sort_values([S.USER, S.ITEM]).reset_index(drop=True)
     want = ref_clean.sort_values(["reviewerID", "asin"]).reset_index(drop=True)
@@ -114,8 +114,7 @@ def test_all_invalid_input_fails_with_quarantine_pointer(spark, tmp_path, make_c
 
 def test_real_amazon_file_parses_completely(spark):
     path = shared_file("amazon2018/All_Beauty_5.json.gz")
-    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [str(path)]),
-                                                                      "2020-01-01"))
+    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [str(path)])))
     n_clean, n_q = clean.count(), quarantine.count()
     assert n_clean + n_q == 5269
     reasons = {r[S.REASON] for r in quarantine.select(S.REASON).distinct().collect()}

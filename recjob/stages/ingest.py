@@ -45,7 +45,7 @@ BAD_USER = "reviewerID not a plain string (a number, list or object, or padded w
 BAD_ITEM = "asin not a plain string (a number, list or object, or padded with spaces)"
 BAD_RATING = "overall missing or not a number in 1..5"
 BAD_TIME = "unixReviewTime missing, not an integer or negative"
-FUTURE_TIME = "unixReviewTime more than a year after the run date (milliseconds? far future?)"
+FUTURE_TIME = "unixReviewTime after 2100 (milliseconds? far future?)"
 BAD_FIELD = "verified, vote, summary or reviewText of the wrong type"
 DUPLICATE = "duplicate (reviewerID, asin): a later review kept"
 # ... metadata fields ...
@@ -58,7 +58,9 @@ UNREADABLE = "unreadable file"
 
 # Quarantined for these, a line is not "bad" input: it counts towards ingest.max_bad_fraction only otherwise.
 NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK)
-FUTURE_SLACK_DAYS = 366  # a weekly run's data interval ends after its ds; milliseconds are ~1000x too large
+# The latest time accepted: fixed, not the run date, so a backfill (an early ds over today's file) keeps its
+# data and a rerun gives the same rows; seconds since 1970 in milliseconds are past it from 1971 on.
+MAX_REVIEW_TIME = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp())
 
 REVIEW_FIELDS = T.StructType([
     T.StructField(S.USER, T.StringType()), T.StructField(S.ITEM, T.StringType()),
@@ -128,7 +130,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_review(obj: dict, max_time: int) -> tuple[tuple | None, str | None]:
+def check_review(obj: dict, max_time: int = MAX_REVIEW_TIME) -> tuple[tuple | None, str | None]:
     """A parsed review -> (its REVIEW_FIELDS values, None) or (None, reason)."""
     user, item = obj.get(S.USER), obj.get(S.ITEM)
     reason = _id(user, MISSING_USER, BAD_USER) or _id(item, MISSING_ITEM, BAD_ITEM)
@@ -184,12 +186,6 @@ def _parse_batches(batches: Iterator[pd.DataFrame], check, names: list[str]) -> 
         yield out
 
 
-def max_review_time(ds: str) -> int:
-    """The latest unixReviewTime accepted for a run date (the ds plus a year of slack)."""
-    day = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), dt.timezone.utc)
-    return int((day + dt.timedelta(days=FUTURE_SLACK_DAYS)).timestamp())
-
-
 # ---------------------------------------------------------------- Spark: files, lines, transforms
 
 def input_files(spark: SparkSession, pattern: str, key: str) -> list[str]:
@@ -222,10 +218,9 @@ def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
             .withColumn("_line", F.monotonically_increasing_id()))
 
 
-def parse_reviews(lines: DataFrame, ds: str) -> DataFrame:
-    check = partial(check_review, max_time=max_review_time(ds))
+def parse_reviews(lines: DataFrame) -> DataFrame:
     schema = T.StructType(REVIEW_FIELDS.fields + _TRACE)
-    return lines.mapInPandas(partial(_parse_batches, check=check, names=REVIEW_FIELDS.fieldNames()), schema)
+    return lines.mapInPandas(partial(_parse_batches, check=check_review, names=REVIEW_FIELDS.fieldNames()), schema)
 
 
 def parse_metadata(lines: DataFrame) -> DataFrame:
@@ -378,17 +373,16 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             df.unpersist()
 
 
-def _amazon(cfg: Config, spark: SparkSession, ds: str, cached: list, review_files: list[str],
+def _amazon(cfg: Config, spark: SparkSession, cached: list, review_files: list[str],
             test_files: list[str], meta_path: str | None) -> tuple:
     """(reviews, items or None, quarantine, heldout or None) from Amazon JSON lines."""
     skip = cfg.ingest.skip_unreadable_files
-    parse = partial(parse_reviews, ds=ds)
     heldout = None
     if test_files:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
-        test, _ = read_tagged(spark, test_files, parse, tag_reviews, "input.test", skip, "reviews")
+        test, _ = read_tagged(spark, test_files, parse_reviews, tag_reviews, "input.test", skip, "reviews")
         cached.append(test)
         heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())[0]
-    tagged, unreadable = read_tagged(spark, review_files + test_files, parse, tag_reviews, "input.reviews", skip,
+    tagged, unreadable = read_tagged(spark, review_files + test_files, parse_reviews, tag_reviews, "input.reviews", skip,
                                      "reviews")
     cached.append(tagged)
     reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())
@@ -423,7 +417,7 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
                 reviews, quarantine = reviews.unionByName(heldout), quarantine.unionByName(test_q)
             meta_path = None  # the MovieLens reader keeps every movie row
         else:
-            reviews, items, quarantine, heldout = _amazon(cfg, spark, ds, cached, review_files, test_files, meta_path)
+            reviews, items, quarantine, heldout = _amazon(cfg, spark, cached, review_files, test_files, meta_path)
         kept = {"reviews": reviews.count()}
         if items is not None:
             kept["metadata"] = items.count()
