@@ -215,9 +215,7 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
                 })
 
     joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
-    # Several tasks per core: after the join the partitions are few and uneven (3 tasks on 2 cores leave one
-    # core idle for a third of the time), and scoring is all compute.
-    return joined.repartition(4 * spark.sparkContext.defaultParallelism).mapInPandas(fn, OUT_SCHEMA)
+    return joined.mapInPandas(fn, OUT_SCHEMA)
 
 
 def item_columns(spark, matrix: dict, key: str) -> DataFrame:
