@@ -14,6 +14,8 @@ so the same file serves the embedded default and a cluster:
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
 
 Run settings (input, time window, top-N, model) are DAG params, defaulting to the values in RECJOB_CONF.
+A task that fails with one of recjob's refusal exit codes (bad configuration, refused input, quality gate) fails
+at once without retries: a retry cannot change the answer. Other failures are retried with backoff.
 """
 from __future__ import annotations
 
