@@ -86,12 +86,17 @@ def remove_staging_litter(spark: SparkSession, table: str, ds: str) -> list[str]
     return removed
 
 
+def partition_exists(spark: SparkSession, table: str, ds: str) -> bool:
+    """True when the table exists and its ds partition holds at least one row."""
+    return table_exists(spark, table) and spark.table(table).where(F.col(DS) == ds).limit(1).count() > 0
+
+
 def read_partition(spark: SparkSession, table: str, ds: str) -> DataFrame:
     """One ds partition of a table, without the ds column; a clear error if it is missing."""
     if not table_exists(spark, table):
         raise MissingInputError(f"table {table} does not exist: run the stage that writes it first")
     df = spark.table(table).where(F.col(DS) == ds)
-    if df.limit(1).count() == 0:
+    if not partition_exists(spark, table, ds):
         raise MissingInputError(f"table {table} has no partition ds={ds}: run the stage that writes it for {ds} first")
     return df.drop(DS)
 

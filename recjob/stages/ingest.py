@@ -62,17 +62,6 @@ NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK)
 # data and a rerun gives the same rows; seconds since 1970 in milliseconds are past it from 1971 on.
 MAX_REVIEW_TIME = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp())
 
-REVIEW_FIELDS = T.StructType([
-    T.StructField(S.USER, T.StringType()), T.StructField(S.ITEM, T.StringType()),
-    T.StructField(S.RATING, T.DoubleType()), T.StructField(S.TIME, T.LongType()),
-    T.StructField("verified", T.BooleanType()), T.StructField("vote", T.StringType()),
-    T.StructField("summary", T.StringType()), T.StructField("reviewText", T.StringType()),
-])
-META_FIELDS = T.StructType([
-    T.StructField(S.ITEM, T.StringType()), T.StructField(S.TITLE, T.StringType()),
-    T.StructField("brand", T.StringType()), T.StructField("main_cat", T.StringType()),
-    T.StructField("category", T.ArrayType(T.StringType())), T.StructField("price", T.StringType()),
-])
 _TRACE = [T.StructField("file", T.StringType()), T.StructField("_line", T.LongType()),
           T.StructField(S.REASON, T.StringType()), T.StructField(S.RAW, T.StringType())]
 
@@ -131,7 +120,7 @@ def _number(value: Any) -> bool:
 
 
 def check_review(obj: dict, max_time: int = MAX_REVIEW_TIME) -> tuple[tuple | None, str | None]:
-    """A parsed review -> (its REVIEW_FIELDS values, None) or (None, reason)."""
+    """A parsed review -> (its ``S.REVIEW`` values, None) or (None, reason)."""
     user, item = obj.get(S.USER), obj.get(S.ITEM)
     reason = _id(user, MISSING_USER, BAD_USER) or _id(item, MISSING_ITEM, BAD_ITEM)
     if reason:
@@ -153,7 +142,7 @@ def check_review(obj: dict, max_time: int = MAX_REVIEW_TIME) -> tuple[tuple | No
 
 
 def check_metadata(obj: dict) -> tuple[tuple | None, str | None]:
-    """A parsed metadata record -> (its META_FIELDS values, None) or (None, reason). Titles are trimmed."""
+    """A parsed metadata record -> (its ``S.ITEM_META`` values, None) or (None, reason). Titles are trimmed."""
     reason = _id(obj.get(S.ITEM), META_MISSING_ITEM, META_BAD_ITEM)
     if reason:
         return None, reason
@@ -219,13 +208,13 @@ def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
 
 
 def parse_reviews(lines: DataFrame) -> DataFrame:
-    schema = T.StructType(REVIEW_FIELDS.fields + _TRACE)
-    return lines.mapInPandas(partial(_parse_batches, check=check_review, names=REVIEW_FIELDS.fieldNames()), schema)
+    schema = T.StructType(S.REVIEW.fields + _TRACE)
+    return lines.mapInPandas(partial(_parse_batches, check=check_review, names=S.REVIEW.fieldNames()), schema)
 
 
 def parse_metadata(lines: DataFrame) -> DataFrame:
-    schema = T.StructType(META_FIELDS.fields + _TRACE)
-    return lines.mapInPandas(partial(_parse_batches, check=check_metadata, names=META_FIELDS.fieldNames()), schema)
+    schema = T.StructType(S.ITEM_META.fields + _TRACE)
+    return lines.mapInPandas(partial(_parse_batches, check=check_metadata, names=S.ITEM_META.fieldNames()), schema)
 
 
 def tag_reviews(parsed: DataFrame) -> DataFrame:
@@ -258,12 +247,12 @@ def split_tagged(tagged: DataFrame, source: str, columns: list[str], fields: lis
 
 def transform_reviews(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parsed review lines -> (clean reviews, one per (reviewerID, asin); quarantined lines with a reason)."""
-    return split_tagged(tag_reviews(parsed), "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())
+    return split_tagged(tag_reviews(parsed), "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())
 
 
 def transform_metadata(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parsed metadata lines -> (one row per asin, titles trimmed; quarantined lines with a reason)."""
-    return split_tagged(tag_metadata(parsed), "metadata", S.ITEMS_COLUMNS, META_FIELDS.fieldNames())
+    return split_tagged(tag_metadata(parsed), "metadata", S.ITEMS_COLUMNS, S.ITEM_META.fieldNames())
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -381,18 +370,18 @@ def _amazon(cfg: Config, spark: SparkSession, cached: list, review_files: list[s
     if test_files:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
         test, _ = read_tagged(spark, test_files, parse_reviews, tag_reviews, "input.test", skip, "reviews")
         cached.append(test)
-        heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())[0]
+        heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())[0]
     tagged, unreadable = read_tagged(spark, review_files + test_files, parse_reviews, tag_reviews, "input.reviews", skip,
                                      "reviews")
     cached.append(tagged)
-    reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, REVIEW_FIELDS.fieldNames())
+    reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())
     items = None
     if meta_path:
         meta_files = input_files(spark, meta_path, "input.metadata")
         meta, meta_unreadable = read_tagged(spark, meta_files, parse_metadata, tag_metadata, "input.metadata", skip,
                                             "metadata")
         cached.append(meta)
-        items, meta_q = split_tagged(meta, "metadata", S.ITEMS_COLUMNS, META_FIELDS.fieldNames())
+        items, meta_q = split_tagged(meta, "metadata", S.ITEMS_COLUMNS, S.ITEM_META.fieldNames())
         quarantine, unreadable = quarantine.unionByName(meta_q), unreadable + meta_unreadable
     if unreadable:
         quarantine = quarantine.unionByName(_unreadable_rows(spark, unreadable))

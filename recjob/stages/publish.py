@@ -42,16 +42,12 @@ class ChecksFailed(RuntimeError):
     """The scores are not valid lists (rank gaps, duplicate items, NaN scores): the publish is refused."""
 
 
-def _partition_exists(spark: SparkSession, table: str, ds: str) -> bool:
-    return warehouse.table_exists(spark, table) and spark.table(table).where(F.col(S.DS) == ds).limit(1).count() > 0
-
-
 def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str) -> list[str]:
     """Copy the ds's model tables (as parquet) and folders to ``dest`` (staged, then moved in place)."""
     staged, saved = dest.rstrip("/") + ".staging", []
     warehouse.delete_path(spark, staged)
     for name in MODEL_TABLES:
-        if _partition_exists(spark, cfg.table(name), ds):
+        if warehouse.partition_exists(spark, cfg.table(name), ds):
             warehouse.read_partition(spark, cfg.table(name), ds).write.parquet(f"{staged}/tables/{name}")
             saved.append(cfg.table(name))
     for folder in MODEL_FOLDERS:
