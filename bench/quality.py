@@ -66,7 +66,7 @@ def main() -> int:
         print(f"bench/quality.py: the real datasets are not at {DATA} (../shared/data beside the project): nothing to measure")
         return 0
     from recjob import config, pipeline
-    from recjob import spark as session
+    from recjob import session
 
     chosen = {k: v for k, v in datasets().items() if not args.datasets or k in args.datasets}
     root = Path(tempfile.mkdtemp(prefix="recjob-quality-"))

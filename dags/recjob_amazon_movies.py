@@ -1,6 +1,7 @@
 """recjob on Airflow: one SparkSubmitOperator per stage, in pipeline order, for the run's logical date.
 
-This file only wires tasks; it imports no recjob code (Airflow may run in its own environment). Where the
+This file only wires tasks; of recjob it imports only the model registry, for the model parameter's choices,
+and works without it (Airflow may run in its own environment). Where the
 jobs, their config and their Python live comes from environment variables read when the DAG is parsed,
 so the same file serves the embedded default and a cluster:
 
@@ -84,11 +85,25 @@ def _conf_defaults(path: str) -> dict:
         "window_end": str(section("sample").get("end", "2019-01-01")),
         "top_n": int(section("score").get("top_n", 10)),
         "model": section("train").get("model", "softmax"),
-        "factors": int(section("train").get("factors", 0)),  # 0: the model's default
+        "factors": section("train").get("factors"),  # None: the model kind's default
     }
 
 
 DEFAULTS = _conf_defaults(CONF)
+
+
+def _model_choices() -> tuple[dict, str]:
+    """The model kinds of recjob's registry when recjob is importable here (it needs neither Spark nor
+    TensorFlow); otherwise a free string, which the job's configuration check refuses (exit 2, no retry) if the
+    kind is unknown."""
+    try:
+        from recjob import models
+    except ImportError:
+        return {}, "a model kind of recjob's registry (recjob.models)"
+    return {"enum": list(models.names())}, "; ".join(f"{n}: {k.summary}" for n, k in models.KINDS.items())
+
+
+MODEL_CHOICES, MODEL_HELP = _model_choices()
 
 # Every job gets the run date and the same overrides, rendered from the params at run time.
 JOB_ARGS = [
@@ -100,7 +115,7 @@ JOB_ARGS = [
     "--set", "sample.end={{ params.window_end }}",
     "--set", "score.top_n={{ params.top_n }}",
     "--set", "train.model={{ params.model }}",
-    "--set", "train.factors={{ params.factors }}",
+    "--set", "train.factors={{ params.factors | default('null', true) }}",
 ] + (["--set", f"data_dir={DATA_DIR}"] if DATA_DIR else [])
 
 ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
@@ -129,9 +144,9 @@ with DAG(
         "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
         "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),
         "top_n": Param(DEFAULTS["top_n"], type="integer", minimum=1),
-        "model": Param(DEFAULTS["model"], type="string", enum=["softmax", "bpr", "seq", "dot", "mlp", "bpmf"]),
-        "factors": Param(DEFAULTS["factors"], type="integer", minimum=0,
-                         description="embedding size; 0: the model's default (32; bpmf 10)"),
+        "model": Param(DEFAULTS["model"], type="string", description=MODEL_HELP, **MODEL_CHOICES),
+        "factors": Param(DEFAULTS["factors"], type=["null", "integer"], minimum=1,
+                         description="embedding size; empty: the model kind's default"),
     },
     tags=["recjob"],
 ) as dag:

@@ -173,7 +173,7 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
 
     ``on_sweep(state, kept)`` is called after every sweep with the current sample (user, item, user_bias,
     item_bias, mean) and whether it is one of the kept samples; what it returns (e.g. the validation RMSE of
-    the average so far) is added to that sweep's history entry."""
+    the average so far) is added to that sweep's sweep_log entry."""
     rng = np.random.default_rng(seed)
     users, items = users.astype(np.int64), items.astype(np.int64)
     ratings = ratings.astype(np.float64)
@@ -189,7 +189,7 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
     kept_user, kept_item = [], []
     bias_sum = [np.zeros(n_users), np.zeros(n_items)]
     sweeps = burn_in + samples * thin
-    history: list[dict] = []
+    sweep_log: list[dict] = []
     t0 = time.monotonic()
     for sweep in range(1, sweeps + 1):
         x_user = _draw_side(rng, by_user, links and links[0], x_user, x_item, ratings, mean, k, alpha)
@@ -211,7 +211,7 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
             state = {"user": x_user[:, :k], "item": x_item[:, :k], "user_bias": x_user[:, k],
                      "item_bias": x_item[:, k], "mean": mean}
             entry.update(on_sweep(state, keep))
-        history.append(entry)
+        sweep_log.append(entry)
         if sweep % 10 == 0 or sweep == sweeps:
             log.info("train: bpmf sweep %d/%d (%s), %.1fs: %s", sweep, sweeps,
                      "burn-in" if sweep <= burn_in else f"{len(kept_user)} samples kept", time.monotonic() - t0,
@@ -220,7 +220,7 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
     if 0 < export_rank < out["user"].shape[1]:
         out["user"], out["item"] = compress(out["user"], out["item"], export_rank)
         log.info("train: bpmf average of %d samples x %d factors compressed to %d factors", samples, k, export_rank)
-    out["history"] = history
+    out["sweep_log"] = sweep_log
     return out
 
 

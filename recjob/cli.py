@@ -56,8 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                                 "ingest -> sample -> ids -> shards -> train -> score -> publish")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", parents=[common], help="write synthetic Amazon-format reviews and metadata")
-    g.add_argument("--reviews", type=int, help="number of reviews (default generate.reviews)")
+    g.add_argument("--reviews", type=int, default=DEMO_REVIEWS, help=f"number of reviews (default {DEMO_REVIEWS:,})")
+    g.add_argument("--users", type=int, default=0, help="number of users (default: derived from --reviews)")
+    g.add_argument("--items", type=int, default=0, help="number of items (default: derived from --reviews)")
+    g.add_argument("--seed", type=int, default=7)
     g.add_argument("--out", help="folder (default: data_dir/raw, where input.* point by default)")
+    sub.add_parser("models", help="print the model kinds of the registry (train.model) as a Markdown table")
     r = sub.add_parser("run", parents=[with_ds], help="run the stages in order")
     r.add_argument("--from", dest="first", choices=ORDER, default=ORDER[0])
     r.add_argument("--to", dest="last", choices=ORDER, default=ORDER[-1])
@@ -71,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--ds", type=_ds, default=dt.date.today().isoformat())
     d.add_argument("--users", type=int, default=3)
     return p
+
+
+DEMO_REVIEWS = 300_000  # about a minute of pipeline on 2 cores
+
+
+def generate(cfg: C.Config, out: str, reviews: int = DEMO_REVIEWS, users: int = 0, items: int = 0,
+             seed: int = 7) -> dict:
+    """Synthetic reviews and metadata under ``out``, named as the config's input files."""
+    from recjob import datagen
+
+    return datagen.generate(out, reviews, users, items, seed=seed, reviews_name=os.path.basename(cfg.input.reviews),
+                            meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
 
 
 def show(cfg: C.Config, spark, ds: str, users: int) -> str:
@@ -100,32 +116,26 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for noisy in ("petastorm", "py4j"):  # per-reader metadata chatter; recjob logs what it reads
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "models":
+        from recjob import models
+
+        print(models.markdown_table())
+        return 0
     try:
         cfg = C.load(args.conf, args.set)
         if args.command == "generate":
-            from recjob import datagen
-
-            out = args.out or os.path.dirname(cfg.path(cfg.input.reviews))
-            g = cfg.generate
-            datagen.generate(out, args.reviews or g.reviews, g.users, g.items, g.factors, g.first_year,
-                             g.last_year, g.seed, reviews_name=os.path.basename(cfg.input.reviews),
-                             meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
+            generate(cfg, args.out or os.path.dirname(cfg.path(cfg.input.reviews)), args.reviews, args.users,
+                     args.items, args.seed)
             return 0
         from recjob import locks, pipeline
-        from recjob import spark as session
+        from recjob import session
 
         def locked(spark):  # one run per ds at a time
             return locks.ds_lock(spark, cfg.path("locks"), args.ds, f"recjob {args.command}")
 
         if args.command == "demo":
             if not os.path.exists(cfg.path(cfg.input.reviews)):
-                from recjob import datagen
-
-                g = cfg.generate
-                datagen.generate(os.path.dirname(cfg.path(cfg.input.reviews)), g.reviews, g.users, g.items,
-                                 g.factors, g.first_year, g.last_year, g.seed,
-                                 reviews_name=os.path.basename(cfg.input.reviews),
-                                 meta_name=os.path.basename(cfg.input.metadata or "meta.json.gz"))
+                generate(cfg, os.path.dirname(cfg.path(cfg.input.reviews)))
             spark = session.session(cfg)
             with locked(spark):
                 pipeline.run(cfg, spark, args.ds)

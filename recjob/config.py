@@ -8,15 +8,21 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime as dt
+import logging
 import math
 import os
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from recjob import models
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -72,29 +78,19 @@ class ShardsConfig:
     seed: int = 42
     rows_per_file: int = 1_000_000
     row_group_mb: int = 8
-
-
-# Per-model regularisation defaults, picked by small grids on generated data (README, "Model"):
-# rating models need strong per-example L2 to beat the bias baseline; BPR overfits less per step.
-# bpmf: Bayesian, no L2 to choose; rank 10 as in its usual MovieLens set-up (plain BPMF on ML-100k: 20 and 32
-# were no better, 5 worse; README "Models").
-MODEL_DEFAULTS = {"dot": {"factors": 32, "l2": 0.15, "bias_l2": 0.001},
-                  "mlp": {"factors": 32, "l2": 0.15, "bias_l2": 0.001},
-                  "bpr": {"factors": 32, "l2": 0.01, "bias_l2": 0.0},
-                  "softmax": {"factors": 32, "l2": 0.06, "bias_l2": 0.0},
-                  "bpmf": {"factors": 10, "l2": 0.0, "bias_l2": 0.0},
-                  "seq": {"factors": 32, "l2": 0.06, "bias_l2": 0.0}}
-MODELS = ("softmax", "bpr", "seq", "dot", "mlp", "bpmf")
+    # each user's latest train items written beside the shards (item histories), for the models that learn from
+    # them (seq): written whatever train.model is, so that changing the model needs no new shards; 0: none
+    history_length: int = 50
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "softmax"  # softmax | bpr | seq (ranking objectives) | dot (dot product + biases + mean) | mlp | bpmf
-    factors: int = 0  # embedding size; 0: the model's default (MODEL_DEFAULTS)
+    model: str = "softmax"  # a kind of the model registry (recjob.models): softmax | bpr | seq | dot | mlp | bpmf
+    factors: int | None = None  # embedding size; None: the model kind's default (its ``defaults``)
     mlp_layers: tuple = (64, 32)
     dropout: float = 0.2
-    l2: float = -1.0  # per-example L2 on the looked-up factors; < 0: the model's default (MODEL_DEFAULTS)
-    bias_l2: float = -1.0  # per-example L2 on the looked-up biases; < 0: the model's default
+    l2: float | None = None  # per-example L2 on the looked-up factors; None: the model kind's default
+    bias_l2: float | None = None  # per-example L2 on the looked-up biases; None: the model kind's default
     learning_rate: float = 0.01
     batch_size: int = 1024
     min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
@@ -103,9 +99,8 @@ class TrainConfig:
     seed: int = 42
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
     negatives: int = 2048  # softmax: items per batch in the softmax (the whole catalogue if it is smaller)
-    history_length: int = 50  # seq: a user's latest items that make their factor
     markov_order: int = 3  # seq: the latest items that also enter with their own learnt weight
-    ranking_probe_users: int = 2000  # softmax, bpr: validation NDCG@10 per epoch on up to this many sampled users
+    ranking_probe_users: int = 2000  # ranking models: validation NDCG@k per epoch on up to this many sampled users
     # bpmf (Gibbs sampling): sweeps before the first kept sample, samples averaged, sweeps between kept samples
     mcmc_burn_in: int = 50
     mcmc_samples: int = 50
@@ -146,17 +141,6 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    reviews: int = 300_000
-    users: int = 0  # 0: derived from reviews
-    items: int = 0  # 0: derived from reviews
-    factors: int = 4
-    first_year: int = 1999
-    last_year: int = 2018
-    seed: int = 7
-
-
-@dataclass(frozen=True)
 class Config:
     data_dir: str = "recjob-data"
     database: str = "recjob"
@@ -169,7 +153,6 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gate: GateConfig = field(default_factory=GateConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def path(self, relative: str) -> str:
         """Resolve a configured path: URLs and absolute paths as given, others under data_dir."""
@@ -228,17 +211,30 @@ def _check(cfg: Config) -> Config:
         problems.append("shards.split=given needs input.test (the held-out file)")
     if sh.validation_fraction <= 0 or sh.test_fraction < 0 or sh.validation_fraction + sh.test_fraction >= 1:
         problems.append("shards.validation_fraction must be > 0, test_fraction >= 0, and their sum < 1")
-    if t.model not in MODELS:
-        problems.append(f"train.model={t.model!r} must be one of " + ", ".join(repr(m) for m in MODELS))
+    kinds = models.KINDS
+    if t.model not in kinds:
+        problems.append(f"train.model={t.model!r} must be one of " + ", ".join(repr(m) for m in kinds))
+    elif kinds[t.model].needs_item_histories:
+        if sh.history_length < 1:
+            problems.append(f"train.model={t.model} learns from item histories: shards.history_length must be >= 1")
+        elif t.markov_order > sh.history_length:
+            problems.append(f"train.markov_order={t.markov_order} must be <= shards.history_length={sh.history_length}")
+        if sh.split != "temporal":
+            log.warning("train.model=%s learns which item comes next; with shards.split=%s the held-out items are not "
+                        "the users' next items, so validation and the gate judge it on a task it was not built for "
+                        "(use shards.split=temporal, or train.model=softmax)", t.model, sh.split)
     for key in ("batch_size", "max_epochs", "patience", "reader_workers", "negatives",
-                "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations", "history_length",
-                "markov_order"):
+                "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations", "markov_order"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
-    if min(t.factors, t.mcmc_burn_in, t.bpmf_noise_prior, t.bpmf_export_rank) < 0:
-        problems.append("train.factors, mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
-    if t.markov_order > t.history_length:
-        problems.append(f"train.markov_order={t.markov_order} must be <= train.history_length={t.history_length}")
+    if t.factors is not None and t.factors < 1:
+        problems.append(f"train.factors={t.factors} must be >= 1 (leave it unset for the model's default)")
+    if (t.l2 is not None and t.l2 < 0) or (t.bias_l2 is not None and t.bias_l2 < 0):
+        problems.append("train.l2 and train.bias_l2 must be >= 0 (leave them unset for the model's default)")
+    if min(t.mcmc_burn_in, t.bpmf_noise_prior, t.bpmf_export_rank) < 0:
+        problems.append("train.mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
+    if sh.history_length < 0:
+        problems.append("shards.history_length must be >= 0")
     if t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
     if not 0.0 <= t.dropout < 1.0:
@@ -291,6 +287,12 @@ def _yaml(text: str) -> Any:
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:  # optional: null means unset
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -417,8 +419,7 @@ def load(path: str | None = None, overrides: list[str] | None = None,
     conf = _resolve_secrets(cfg.spark.conf, os.environ if environ is None else environ)
     cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
     t = cfg.train
-    unset = {k: getattr(t, k) == 0 if k == "factors" else getattr(t, k) < 0 for k in MODEL_DEFAULTS[t.model]}
-    resolved = {k: (v if unset[k] else getattr(t, k)) for k, v in MODEL_DEFAULTS[t.model].items()}
+    resolved = {k: v for k, v in models.get(t.model).defaults.items() if getattr(t, k) is None}
     return dataclasses.replace(cfg, train=dataclasses.replace(t, **resolved))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -40,6 +41,24 @@ def baseline_errors(train: DataFrame, test: DataFrame, label: str = RATING) -> d
             "bias_rmse": b_rmse, "bias_mae": b_mae}
 
 
+def ideal_dcg(m: int) -> float:
+    """IDCG of m relevant items: sum_{i=1..m} 1/log2(i+1)."""
+    return float(sum(1.0 / math.log2(i + 1) for i in range(1, m + 1)))
+
+
+def ndcg_of_lists(recommended: np.ndarray, relevant: list[set], k: int) -> np.ndarray:
+    """Per-user NDCG@k of top-k lists held in memory (users x k item ids, -1 where a list is short), with the
+    definition of ``ranking_metrics``: sum over hits of 1/log2(rank+1) / IDCG(min(|R_u|, k)). For the small
+    samples validated after each training epoch; ``ranking_metrics`` computes the same in Spark."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    out = np.zeros(len(relevant))
+    for u, (row, rel) in enumerate(zip(recommended, relevant)):
+        if rel:
+            gains = np.fromiter((c in rel for c in row[:k]), dtype=np.float64, count=min(len(row), k))
+            out[u] = float(gains @ discount[:len(gains)]) / ideal_dcg(min(len(rel), k))
+    return out
+
+
 def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
                     user: str = USER_IDX, item: str = ITEM_IDX, rank: str = "rank") -> dict[str, float]:
     """Top-k metrics averaged over the users that have at least one relevant item.
@@ -61,9 +80,7 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
         F.sum(1.0 / F.log2(F.col(rank) + 1.0)).alias("dcg"),
         F.sum(F.col("hits_so_far") / F.col(rank)).alias("ap_sum"))
     # IDCG(m) = sum_{i=1..m} 1/log2(i+1), looked up from a small table
-    idcg = per_user.sparkSession.createDataFrame(
-        [(m, float(sum(1.0 / math.log2(i + 1) for i in range(1, m + 1)))) for m in range(1, k + 1)],
-        "m int, idcg double")
+    idcg = per_user.sparkSession.createDataFrame([(m, ideal_dcg(m)) for m in range(1, k + 1)], "m int, idcg double")
     users = (n_rel.join(per_user, user, "left").na.fill(0, ["hits", "dcg", "ap_sum"])
              .withColumn("m", F.least(F.col("n_rel"), F.lit(k)).cast("int"))
              .join(F.broadcast(idcg), "m"))

@@ -7,17 +7,19 @@ import io
 import numpy as np
 import pandas as pd
 
-from recjob import warehouse
-
 MODELS = ("model", "global_mean", "bias", "als", "popularity", "als_implicit")
-METRICS = ("rmse", "mae", "ndcg@10", "precision@10", "recall@10", "hr@10", "map@10", "coverage")
 
 
-def metrics_table(summary: dict) -> str:
+def metric_names(k: int) -> tuple[str, ...]:
+    """The report's columns, in order, for ranking metrics at cutoff ``k`` (evaluate.k)."""
+    return ("rmse", "mae", f"ndcg@{k}", f"precision@{k}", f"recall@{k}", f"hr@{k}", f"map@{k}", "coverage")
+
+
+def metrics_table(summary: dict, k: int) -> str:
     """Markdown tables, one per split, from {split: {model: {metric: value}}}."""
     out = []
     for split, by_model in summary.items():
-        metrics = [m for m in METRICS if any(m in v for v in by_model.values())]
+        metrics = [m for m in metric_names(k) if any(m in v for v in by_model.values())]
         out.append(f"\n### {split}\n\n| | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics))
         for model in MODELS:
             if model in by_model:
@@ -49,17 +51,17 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def curves_png(history: list[dict]) -> bytes:
+def curves_png(epoch_log: list[dict]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
-    keys = [k for k in history[0] if k != "epoch"] if history else []
+    epochs = [h["epoch"] for h in epoch_log]
+    keys = [k for k in epoch_log[0] if k != "epoch"] if epoch_log else []
     fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.5 * max(len(keys), 1), 3.2))
     for ax, key in zip(np.atleast_1d(axes), keys):
-        ax.plot(epochs, [h.get(key) for h in history], marker="o", ms=3)
+        ax.plot(epochs, [h.get(key) for h in epoch_log], marker="o", ms=3)
         ax.set_title(key)
         ax.set_xlabel("epoch")
     data = _png(fig)
@@ -87,20 +89,17 @@ def pca_png(items: pd.DataFrame, label_rows: list[int]) -> bytes:
     return data
 
 
-def write(folder: str, ds: str, model: str, summary: dict, history: list[dict], items: pd.DataFrame,
-          max_items: int = 3000) -> str:
-    """Write report.md + figures under ``folder``; ``items``: asin, title, factors, n (train count)."""
+def render(ds: str, model: str, summary: dict, epoch_log: list[dict], items: pd.DataFrame, k: int,
+           max_items: int = 3000) -> dict[str, bytes]:
+    """The report's files (report.md and its figures) by name; ``items``: asin, title, factors, n (train count)."""
     items = items.sort_values(["n", "asin"], ascending=[False, True]).head(max_items).reset_index(drop=True)
     popular = list(range(min(5, len(items))))
-    warehouse.write_bytes(f"{folder}/curves.png", curves_png(history))
-    warehouse.write_bytes(f"{folder}/items_pca.png", pca_png(items, list(range(min(15, len(items))))))
     lines = [f"# recjob run {ds}", "", f"Model: `{model}`. Metrics on the held-out splits, the baselines trained "
-             "on the same train split (evaluate stage).", metrics_table(summary),
+             "on the same train split (evaluate stage).", metrics_table(summary, k),
              "## Training", "", "![training curves](curves.png)", "",
              "## Item embeddings", "", f"The {len(items)} most popular items' factors, projected on their first two "
              "principal components.", "", "![item map](items_pca.png)", "", "## Nearest neighbours (cosine)", ""]
     for item, near in neighbours(items, popular):
         lines.append(f"- **{item}**: " + "; ".join(near))
-    path = f"{folder}/report.md"
-    warehouse.write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-    return path
+    return {"report.md": ("\n".join(lines) + "\n").encode("utf-8"), "curves.png": curves_png(epoch_log),
+            "items_pca.png": pca_png(items, list(range(min(15, len(items)))))}

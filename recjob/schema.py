@@ -14,6 +14,8 @@ TITLE = "title"
 USER_IDX = "user_idx"
 ITEM_IDX = "item_idx"
 
+HISTORY = "history"  # a user's latest items, most recent first (item histories of the shards stage)
+
 DS = "ds"
 SPLIT = "split"
 RANK = "rank"

@@ -157,29 +157,6 @@ def delete_path(spark: SparkSession, path: str) -> None:
         fs.delete(hpath, True)
 
 
-def file_url(path: str) -> str:
-    """A URL for readers outside Spark (Petastorm): local paths become file:// URLs."""
-    return path if "://" in path else "file://" + path
-
-
-def write_bytes(url_or_path: str, data: bytes) -> None:
-    """Write a small file (report, history) on any filesystem pyarrow knows, creating folders."""
-    from pyarrow import fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(file_url(url_or_path))
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
-
-
-def read_bytes(url_or_path: str) -> bytes:
-    from pyarrow import fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(file_url(url_or_path))
-    with fs.open_input_stream(path) as src:
-        return src.read()
-
-
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write (replace) a small text file through the Hadoop filesystem of ``path``."""
     fs, hpath = hadoop_fs(spark, path)

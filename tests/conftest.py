@@ -29,7 +29,7 @@ def spark(spark_dir):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for noisy in ("petastorm", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from recjob import config, spark as session
+    from recjob import config, session
 
     cfg = config.load(None, [f"data_dir={spark_dir}", "spark.master=local[2]",
                              "spark.conf.spark.sql.shuffle.partitions=2",

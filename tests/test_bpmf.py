@@ -95,7 +95,7 @@ def test_sampler_recovers_planted_ratings(implicit):
                     on_sweep=lambda state, keep: sweeps.append(keep) or {"extra": 1.0})
     assert f["user"].shape == (120, 3 * 20) and f["item"].shape == (60, 3 * 20)
     assert len(sweeps) == 60 and sum(sweeps) == 20 and not any(sweeps[:20])
-    assert [h["epoch"] for h in f["history"]] == list(range(1, 61)) and f["history"][0]["extra"] == 1.0
+    assert [h["epoch"] for h in f["sweep_log"]] == list(range(1, 61)) and f["sweep_log"][0]["extra"] == 1.0
     rmse = math.sqrt(np.mean((bpmf.predict(f, tu, ti) - tr) ** 2))
     bias_only = dict(f, user=np.zeros_like(f["user"]))
     rmse_bias = math.sqrt(np.mean((bpmf.predict(bias_only, tu, ti) - tr) ** 2))

@@ -35,13 +35,16 @@ def test_overrides_are_typed_and_nested():
     ("train.model=svd", "train.model"),
     ("train.factors=-3", "train.factors"),
     ("train.mcmc_samples=0", "train.mcmc_samples"),
-    ("train.history_length=0", "train.history_length"),
-    ("train.markov_order=60", "must be <= train.history_length=50"),
+    ("train.factors=0", "leave it unset for the model's default"),
+    ("train.l2=-1", "train.l2"),
+    ("shards.history_length=-1", "shards.history_length"),
+    ("train.model=seq shards.history_length=0", "learns from item histories: shards.history_length must be >= 1"),
+    ("train.model=seq train.markov_order=60", "must be <= shards.history_length=50"),
     ("novalue", "expected key=value"),
 ])
 def test_bad_config_is_refused_with_reason(override, message):
     with pytest.raises(ConfigError, match=message):
-        config.load(None, [override])
+        config.load(None, override.split(" "))
 
 
 def test_missing_config_file(tmp_path):

@@ -145,7 +145,7 @@ def test_the_secret_reached_spark(runs):
     """Otherwise the previous test proves nothing: the setting is in the session, only never written out."""
     base = runs[0]
     out = subprocess.run([str(BIN / "python"), "-c", (
-        "import sys; from recjob import config, spark as s; "
+        "import sys; from recjob import config, session as s; "
         "cfg = config.load(sys.argv[1]); sess = s.session(cfg); "
         "print(sess.sparkContext.getConf().get('spark.hadoop.fs.s3a.secret.key') == sys.argv[2])"),
         str(base / "plain" / "recjob.yaml"), SECRET], env=_env(), capture_output=True, text=True, timeout=600)

@@ -52,8 +52,8 @@ def test_ranking_metrics_match_numpy_reference(spark, seed):
 def test_gate_decisions():
     cfg = GateConfig(min_ndcg_vs_popularity=1.0, max_rmse_vs_bias=1.0)
     good = {"model": {"ndcg@10": 0.2, "rmse": 0.9}, "popularity": {"ndcg@10": 0.1}, "bias": {"rmse": 0.95}}
-    assert gate(good, "dot", cfg, 10) == []
-    assert gate({**good, "model": {"ndcg@10": 0.05, "rmse": 0.9}}, "bpr", cfg, 10)[0].startswith("validation ndcg@10")
+    assert gate(good, True, cfg, 10) == []
+    assert gate({**good, "model": {"ndcg@10": 0.05, "rmse": 0.9}}, False, cfg, 10)[0].startswith("validation ndcg@10")
     worse_rmse = {**good, "model": {"ndcg@10": 0.2, "rmse": 1.0}}
-    assert gate(worse_rmse, "dot", cfg, 10) and gate(worse_rmse, "bpr", cfg, 10) == []  # RMSE only for rating models
-    assert "run the evaluate stage" in gate({}, "bpr", cfg, 10)[0]
+    assert gate(worse_rmse, True, cfg, 10) and gate(worse_rmse, False, cfg, 10) == []  # RMSE only for rating models
+    assert "run the evaluate stage" in gate({}, False, cfg, 10)[0]

@@ -140,13 +140,14 @@ def test_bpmf_through_the_pipeline(spark, generated, tmp_path):
     pipeline.run(cfg, spark, DS, last="score")
     run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
     result = json.loads(run["result"])
-    assert run["model"] == "bpmf" and run["model_path"].endswith("bpmf.npz")
+    assert run["model"] == "bpmf" and sorted(p.name for p in Path(run["model_path"]).iterdir()) == [
+        "bpmf.npz", "epoch_log.json", "item_factors", "user_factors"]
     assert result["epochs"] == 50 + 50 * 5 == result["best_epoch"]
     for split, key in (("validation", "val"), ("test", "test")):
         base = result[f"{split}_baselines"]
         assert result[f"{key}_rmse"] < base["bias_rmse"] < base["global_mean_rmse"], (split, result)
     # the average of 50 samples x 10 factors is exported as 32 factors and reproduces the recorded validation RMSE
-    f = bpmf.load(warehouse.read_bytes(run["model_path"]))
+    f = bpmf.load((Path(run["model_path"]) / "bpmf.npz").read_bytes())
     assert f["user"].shape[1] == f["item"].shape[1] == 32
     stats = {r[S.SPLIT]: r["path"] for r in warehouse.read_partition(spark, cfg.table("shards"), DS).collect()}
     val = spark.read.parquet(stats[S.VALIDATION]).toPandas()
@@ -163,9 +164,9 @@ def test_seq_through_the_pipeline(spark, generated, tmp_path):
     factors are those of each user's latest train items, and it ranks above popularity."""
     import keras
 
-    from recjob import config
-    from recjob import model as M
-    from recjob.stages import shards, train
+    from recjob import config, feed
+    from recjob.artifacts import reader_url
+    from recjob.models import keras_fit
 
     cfg = config.load(None, [f"data_dir={tmp_path}", "database=e2e_seq", "train.model=seq",
                              f"input.reviews={generated['reviews_path']}", f"input.metadata={generated['metadata_path']}",
@@ -176,25 +177,25 @@ def test_seq_through_the_pipeline(spark, generated, tmp_path):
     stats = {r[S.SPLIT]: r for r in warehouse.read_partition(spark, cfg.table("shards"), DS).collect()}
     shard = spark.read.parquet(stats[S.TRAIN]["path"])
     assert dict(shard.dtypes)["history"] == "array<int>"
-    assert shard.where(F.size("history") != cfg.train.history_length).count() == 0
+    length = cfg.shards.history_length
+    assert shard.where(F.size("history") != length).count() == 0
     run = warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()
-    model = keras.saving.load_model(run["model_path"])
+    model = keras.saving.load_model(f"{run['model_path']}/model.keras")
     n_users, n_items = stats[S.TRAIN]["user_index_size"], stats[S.TRAIN]["item_index_size"]
-    latest = train.read_histories(warehouse.file_url(shards.histories_path(cfg, DS)), n_users, n_items,
-                                  cfg.train.history_length)
+    shards_dir = cfg.ds_path("shards", DS)
+    latest = feed.read_item_histories(reader_url(f"{shards_dir}/item_histories"), n_users, n_items, length)
     users = warehouse.read_partition(spark, cfg.table("user_factors"), DS).toPandas().sort_values(S.USER_IDX)
-    ref = M.factors(model, latest)["user"][users[S.USER_IDX].to_numpy()]
+    ref = keras_fit.factors(model, latest)["user"][users[S.USER_IDX].to_numpy()]
     np.testing.assert_allclose(np.stack(users["factors"].to_numpy()), ref, rtol=1e-5, atol=1e-6)
     for split in ("validation", "test"):
         ev = _evaluation(spark, cfg, split)
         assert ev["model"]["ndcg@10"] > ev["popularity"]["ndcg@10"], (split, ev)
     # the published scores come from each user's latest items of every split (the test item first)
-    every = train.read_histories(warehouse.file_url(shards.histories_path(cfg, DS, every_split=True)), n_users,
-                                 n_items, cfg.train.history_length)
+    every = feed.read_item_histories(reader_url(f"{shards_dir}/latest_items"), n_users, n_items, length)
     test = spark.read.parquet(stats[S.TEST]["path"]).toPandas()
     assert (every[test[S.USER_IDX].to_numpy(), 0] == test[S.ITEM_IDX].to_numpy()).all()
     items = warehouse.read_partition(spark, cfg.table("item_factors"), DS).toPandas().set_index(S.ITEM_IDX)
-    user_f = M.factors(model, every)["user"]
+    user_f = keras_fit.factors(model, every)["user"]
     top = spark.table(cfg.table("scores")).where((F.col("ds") == DS) & (F.col(S.RANK) == 1)).toPandas()
     assert len(top) == len(users)
     expected = [user_f[u] @ np.asarray(items.loc[i, "factors"]) + items.loc[i, "bias"]

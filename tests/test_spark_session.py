@@ -6,11 +6,11 @@ import time
 import pytest
 
 from recjob import config
-from recjob import spark as session
+from recjob import session
 
 HOLDER = """
 import sys, time
-from recjob import config, spark as session
+from recjob import config, session
 cfg = config.load(None, [f"data_dir={sys.argv[1]}", "spark.master=local[1]", "spark.conf.spark.ui.enabled=false"])
 s = session.session(cfg)
 s.sql("SHOW DATABASES").collect()  # boots the Derby metastore

@@ -76,22 +76,23 @@ def test_score_block_excludes_seen():
 
 
 def test_mlp_scoring_matches_the_keras_model():
-    from recjob import config
-    from recjob import model as M
+    from recjob import config, models
+    from recjob.models import keras_fit, mlp
+    from recjob.models.base import ITEM_IN, USER_IN, TrainingData
 
     cfg = config.load(None, ["train.model=mlp", "train.factors=3", "train.mlp_layers=[5, 4]"]).train
-    net = M.build(6, 9, cfg, global_mean=3.5)
+    net = models.get("mlp").build(TrainingData("", "", 100, 6, 9, 3.5, 10), cfg)
     rng = np.random.default_rng(1)
-    for name in (M.USER_BIAS, M.ITEM_BIAS):
+    for name in (keras_fit.USER_BIAS, keras_fit.ITEM_BIAS):
         w = net.get_layer(name).get_weights()[0]
         net.get_layer(name).set_weights([rng.normal(size=w.shape).astype(np.float32)])
     out = net.get_layer("mlp_out")
     out.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in out.get_weights()])
-    f = M.factors(net)
-    weights = M.load_mlp(M.save_mlp(M.mlp_weights(net)))
+    f = keras_fit.factors(net)
+    weights = mlp.load_weights(mlp.save_weights(mlp.dense_weights(net)))
     assert [w.shape for w, _ in weights] == [(6, 5), (5, 4), (4, 1)]
     users, items = np.repeat(np.arange(6), 9).astype(np.int32), np.tile(np.arange(9), 6).astype(np.int32)
-    want = net.predict({M.USER_IN: users, M.ITEM_IN: items}, verbose=0).reshape(6, 9)
+    want = net.predict({USER_IN: users, ITEM_IN: items}, verbose=0).reshape(6, 9)
     mlp = topk.mlp_part(weights, f["item"])
     got = topk.mlp_scores(f["user"], mlp, max_cells=20) + f["item_bias"] + f["user_bias"][:, None] + 3.5
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # also in sub-blocks of 1 user (max_cells)

@@ -19,12 +19,12 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics, topk, warehouse
+from recjob import metrics, models, topk, warehouse
 from recjob import report as run_report
 from recjob import schema as S
+from recjob.artifacts import Artifacts
 from recjob.config import Config, EvaluateConfig
 from recjob.stages import stage_timer
-from recjob.stages import train as train_stage
 
 log = logging.getLogger(__name__)
 
@@ -151,47 +151,47 @@ def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("evaluate", ds) as report:
-        e = cfg.evaluate
+        e, store = cfg.evaluate, Artifacts(cfg, spark, ds)
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
         frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
         run_row = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
+        kind = models.get(run_row["model"])
+        model = (*model_factors(spark, cfg, ds), kind.scoring_layers(store.load_model_file))
         checkpoints = checkpoint_dir(spark, cfg, ds)
-        chosen: dict = {}
         try:
-            rows = evaluate_all(spark, cfg, ds, frames, run_row["model"], json.loads(run_row["result"]), chosen)
+            rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users)
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
         settings = json.dumps({"k": e.k, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_regs": e.als_implicit_regs,
                                                  "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed,
                                                  **chosen},
-                               "bias_reg": 10.0, "model": run_row["model"], "relevance_threshold": e.relevance_threshold})
+                               "bias_reg": 10.0, "model": kind.name, "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
         report["wrote"] = {cfg.table("evaluation"): n}
         report["metrics"] = summary(rows)
-        report["wrote"]["report"] = write_report(spark, cfg, ds, run_row["model"], report["metrics"], frames[S.TRAIN])
+        files = run_report.render(ds, kind.name, report["metrics"], store.read_epoch_log()["epoch_log"],
+                                  report_items(spark, cfg, ds, frames[S.TRAIN]), e.k)
+        report["wrote"]["report"] = store.put_report(files) + "/report.md"
+        log.info("evaluate: report at %s", report["wrote"]["report"])
         for f in frames.values():
             f.unpersist()
     return report
 
 
-def evaluate_all(spark: SparkSession, cfg: Config, ds: str, frames: dict, model_kind: str, result: dict,
-                 chosen: dict) -> list[tuple]:
-    """Evaluation rows (split, model, metric, value) of the model and the baselines on each held-out split;
-    settings chosen on the way (the ALS implicit regParam) are added to ``chosen``."""
-    e = cfg.evaluate
+def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, e: EvaluateConfig,
+                 block: int) -> tuple[list[tuple], dict]:
+    """Evaluation rows (split, model, metric, value) of the model (its users frame, items pdf and scoring
+    layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam)."""
     train = frames[S.TRAIN]
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()
     als_exp = als_model(train, e, False, e.als_reg)
-    als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e,
-                                                         cfg.score.block_users)
-    chosen.update(als_implicit_reg=reg, als_implicit_validation_ndcg={f"{r:g}": v for r, v in grid.items()})
-    candidates = {"model": (*model_factors(spark, cfg, ds), train_stage.mlp_for_scoring(cfg, ds, model_kind)),
-                  "popularity": popularity_factors(train, users),
-                  "als_implicit": als_factors(als_imp)}
+    als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, block)
+    chosen = {"als_implicit_reg": reg, "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()}}
+    candidates = {"model": model, "popularity": popularity_factors(train, users), "als_implicit": als_factors(als_imp)}
     rows: list[tuple] = []
     seen = train.select(S.USER_IDX, S.ITEM_IDX)
     for split in (S.VALIDATION, S.TEST):
@@ -201,21 +201,17 @@ def evaluate_all(spark: SparkSession, cfg: Config, ds: str, frames: dict, model_
         rows += rating_rows(split, train, heldout, als_exp, result)
         done = als_val_rows if split == S.VALIDATION else []  # the ALS choice already measured these
         todo = {name: c for name, c in candidates.items() if not (done and name == "als_implicit")}
-        rows += evaluate_split(spark, split, heldout, seen, todo, n_items, e, cfg.score.block_users) + done
+        rows += evaluate_split(spark, split, heldout, seen, todo, n_items, e, block) + done
         seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
-    return rows
+    return rows, chosen
 
 
-def write_report(spark: SparkSession, cfg: Config, ds: str, model: str, summary_: dict, train: DataFrame) -> str:
-    """The run's Markdown report (metrics, curves, item map, neighbours) under data_dir/reports/ds=..."""
-    history = json.loads(warehouse.read_bytes(f"{cfg.ds_path('models', ds)}/history.json"))["history"]
+def report_items(spark: SparkSession, cfg: Config, ds: str, train: DataFrame) -> pd.DataFrame:
+    """The 3,000 most trained-on items with titles and factors, for the report's map and neighbours."""
     counts = train.groupBy(S.ITEM_IDX).agg(F.count(F.lit(1)).alias("n"))
-    items = (warehouse.read_partition(spark, cfg.table("item_factors"), ds).join(counts, S.ITEM_IDX)
-             .join(warehouse.read_partition(spark, cfg.table("items"), ds).select(S.ITEM, S.TITLE), S.ITEM, "left")
-             .orderBy(F.col("n").desc(), S.ITEM).limit(3000).select(S.ITEM, S.TITLE, "factors", "n").toPandas())
-    path = run_report.write(cfg.ds_path("reports", ds), ds, model, summary_, history, items)
-    log.info("evaluate: report at %s", path)
-    return path
+    return (warehouse.read_partition(spark, cfg.table("item_factors"), ds).join(counts, S.ITEM_IDX)
+            .join(warehouse.read_partition(spark, cfg.table("items"), ds).select(S.ITEM, S.TITLE), S.ITEM, "left")
+            .orderBy(F.col("n").desc(), S.ITEM).limit(3000).select(S.ITEM, S.TITLE, "factors", "n").toPandas())
 
 
 def summary(rows: list[tuple]) -> dict:

@@ -17,10 +17,9 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from recjob import models, warehouse
 from recjob import schema as S
-from recjob import warehouse
 from recjob.config import Config, GateConfig
-from recjob.model import RATING_MODELS
 from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def check(recs: DataFrame) -> list[str]:
     return problems
 
 
-def gate(evaluation: dict, model_kind: str, cfg: GateConfig, k: int) -> list[str]:
+def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> list[str]:
     """Reasons not to publish, from the validation metrics ({model: {metric: value}}); empty: publish."""
     reasons = []
     ndcg = f"ndcg@{k}"
@@ -116,7 +115,7 @@ def gate(evaluation: dict, model_kind: str, cfg: GateConfig, k: int) -> list[str
     if model[ndcg] < cfg.min_ndcg_vs_popularity * pop[ndcg]:
         reasons.append(f"validation {ndcg} {model[ndcg]:.4f} is below {cfg.min_ndcg_vs_popularity:g} x "
                        f"popularity's {pop[ndcg]:.4f}")
-    if model_kind in RATING_MODELS:
+    if predicts_ratings:
         rmse, bias = model.get("rmse"), evaluation.get("bias", {}).get("rmse")
         if rmse is None or bias is None:
             reasons.append("no validation RMSE for the model and the bias baseline")
@@ -134,7 +133,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             for r in rows:
                 evaluation.setdefault(r["model"], {})[r["metric"]] = r["value"]
             kind = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"]
-            reasons = gate(evaluation, kind, cfg.gate, cfg.evaluate.k)
+            reasons = gate(evaluation, models.get(kind).predicts_ratings, cfg.gate, cfg.evaluate.k)
             if reasons:
                 kept_at = set_aside(cfg, spark, ds)
                 raise GateFailed(f"publish: quality gate failed for ds={ds}, nothing published (the previous "

@@ -1,15 +1,16 @@
 """score: factor tables -> top-N unseen items per user, computed inside Spark executors.
 
 The item factors (sized by the catalogue) are broadcast; users stream through ``mapInPandas`` in blocks,
-each block one matrix product (for the MLP model: the MLP over every (user, item) pair of the block, its
-first layer split so that the item half is computed once) plus a per-row top-k. There is no users x items
-cross join. Columns of the item matrix are in asin order, so equal scores break on the original item id.
-Seen items are every item the user reviewed in the ingested reviews of this ds, not only those in the
-training sample.
+each block one matrix product (for a kind with scoring layers, the MLP: those layers over every (user, item)
+pair of the block, the first layer split so that the item half is computed once) plus a per-row top-k. There
+is no users x items cross join. Columns of the item matrix are in asin order, so equal scores break on the
+original item id. Seen items are every item the user reviewed in the ingested reviews of this ds, not only
+those in the training sample. For a kind that predicts ratings the score is the predicted rating.
 
-The seq model's user factors are computed here, in the executors, from each user's latest items of every
-split (shards/ds=.../latest_items): the published lists follow what the user did last, validation and test
-items included. The ``user_factors`` table, which evaluate reads, holds the factors of the train items only.
+A kind whose user factor is computed from the user's latest items (seq) gets it here, in the executors, from
+each user's latest items of every split (the shards' ``latest_items``): the published lists follow what the
+user did last, validation and test items included. The ``user_factors`` table, which evaluate reads, holds the
+factors of the train items only.
 """
 from __future__ import annotations
 
@@ -20,28 +21,27 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import model as M
+from recjob import models, topk, warehouse
 from recjob import schema as S
-from recjob import topk, warehouse
+from recjob.artifacts import Artifacts
 from recjob.config import Config
-from recjob.model import RATING_MODELS
-from recjob.stages import shards, stage_timer, train
+from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
+
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("score", ds) as report:
-        runs = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
-        kind = runs["model"]
-        # dot, mlp, bpmf: the score is the predicted rating (mean + biases + dot product or MLP output);
-        # softmax, bpr: the ranking score.
+        store = Artifacts(cfg, spark, ds)
+        kind = models.get(warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"])
         mean = (warehouse.read_partition(spark, cfg.table("shards"), ds).where(F.col(S.SPLIT) == S.TRAIN)
-                .first()["rating_mean"] if kind in RATING_MODELS else 0.0)
+                .first()["rating_mean"] if kind.predicts_ratings else 0.0)
         items_pdf = warehouse.read_partition(spark, cfg.table("item_factors"), ds).toPandas()  # sized by items
-        matrix = topk.item_matrix(items_pdf, train.mlp_for_scoring(cfg, ds, kind))
+        matrix = topk.item_matrix(items_pdf, kind.scoring_layers(store.load_model_file))
         users = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
-        if kind in M.SEQUENCE_MODELS:
-            users = latest_item_factors(spark, cfg, ds, users)
+        encoder = kind.history_encoder(store.load_model_file)
+        if encoder is not None:
+            users = encoded_users(users, spark.read.parquet(store.latest_items), encoder)
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
         reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)
         seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
@@ -55,19 +55,16 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     return report
 
 
-def latest_item_factors(spark: SparkSession, cfg: Config, ds: str, users: DataFrame) -> DataFrame:
-    """``users`` (user_idx, reviewerID, bias, factors) with the seq model's factors recomputed from each
-    user's latest items of every split; the history embedding is broadcast (sized by the catalogue)."""
-    emb, markov = M.load_seq_weights(warehouse.read_bytes(f"{cfg.ds_path('models', ds)}/{train.SEQ_FILE}"))
-    bc = spark.sparkContext.broadcast((emb, markov))
+def encoded_users(users: DataFrame, latest: DataFrame, encoder) -> DataFrame:
+    """``users`` (user_idx, reviewerID, bias, factors) with the factors computed by ``encoder`` from each
+    user's latest items (``latest``: user_idx, history); the encoder (sized by the catalogue) is broadcast."""
+    bc = users.sparkSession.sparkContext.broadcast(encoder)
 
     def fn(batches):
-        e, w = bc.value
+        encode = bc.value
         for pdf in batches:
-            hist = np.stack(pdf[M.HIST_IN].to_numpy()).astype(np.int64) if len(pdf) else np.empty((0, 1), np.int64)
-            f = M.seq_user_factors(e, w, hist)
-            yield pd.DataFrame({S.USER_IDX: pdf[S.USER_IDX].to_numpy(np.int32), "factors": list(f)})
+            hist = np.stack(pdf[S.HISTORY].to_numpy()).astype(np.int64) if len(pdf) else np.empty((0, 1), np.int64)
+            yield pd.DataFrame({S.USER_IDX: pdf[S.USER_IDX].to_numpy(np.int32), "factors": list(encode(hist))})
 
-    latest = spark.read.parquet(shards.histories_path(cfg, ds, every_split=True))
     factors = latest.mapInPandas(fn, f"{S.USER_IDX} int, factors array<float>")
     return users.drop("factors").join(factors, S.USER_IDX)

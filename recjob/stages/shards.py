@@ -13,9 +13,9 @@ import math
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from recjob import model as M
 from recjob import schema as S
 from recjob import warehouse
+from recjob.artifacts import Artifacts
 from recjob.config import Config, ShardsConfig
 from recjob.stages import stage_timer
 
@@ -102,7 +102,7 @@ def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> Data
     validation or test item leaks into training, whatever the split."""
     # in newest-first order the rows after this one are the user's earlier items, most recent first
     before = F.collect_list(S.ITEM_IDX).over(_newest_first(seed).rowsBetween(1, length))
-    return train.withColumn(M.HIST_IN, _padded(before, length, n_items).cast("array<int>"))
+    return train.withColumn(S.HISTORY, _padded(before, length, n_items).cast("array<int>"))
 
 
 def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
@@ -112,7 +112,7 @@ def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataF
     ranked = rows.withColumn("_pos", F.row_number().over(_newest_first(seed))).where(F.col("_pos") <= length)
     items = F.transform(F.array_sort(F.collect_list(F.struct("_pos", S.ITEM_IDX))), lambda x: x[S.ITEM_IDX])
     return (ranked.groupBy(S.USER_IDX)
-            .agg(_padded(items, length, n_items).cast("array<int>").alias(M.HIST_IN)))
+            .agg(_padded(items, length, n_items).cast("array<int>").alias(S.HISTORY)))
 
 
 def _write_replacing(writer, spark: SparkSession, path: str) -> None:
@@ -127,18 +127,12 @@ def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: in
     """Write one split's rows as parquet in a seeded shuffled order; return the number of files."""
     files = max(1, math.ceil(rows / cfg.rows_per_file))
     key = F.xxhash64(S.USER_IDX, S.ITEM_IDX, F.lit(seed + 1))
-    cols = [S.USER_IDX, S.ITEM_IDX, "rating"] + ([M.HIST_IN] if M.HIST_IN in df.columns else [])
+    cols = [S.USER_IDX, S.ITEM_IDX, "rating"] + ([S.HISTORY] if S.HISTORY in df.columns else [])
     out = (df.select(*cols).withColumn("_k", key)
            .repartitionByRange(files, "_k").sortWithinPartitions("_k").drop("_k"))
     _write_replacing(out.write.option("parquet.block.size", cfg.row_group_mb * 1024 * 1024)
                      .option("compression", "snappy"), df.sparkSession, path)
     return files
-
-
-def histories_path(cfg: Config, ds: str, every_split: bool = False) -> str:
-    """Where the shards stage puts each user's latest train items for the sequence models (training and
-    evaluation), or with ``every_split`` their latest items of any split (the published lists)."""
-    return cfg.ds_path("shards", ds) + ("/latest_items" if every_split else "/histories")
 
 
 def write_histories(latest: DataFrame, path: str) -> int:
@@ -148,36 +142,31 @@ def write_histories(latest: DataFrame, path: str) -> int:
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("shards", ds) as report:
+        sh, store = cfg.shards, Artifacts(cfg, spark, ds)
         interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
         users = warehouse.read_partition(spark, cfg.table("user_index"), ds)
         items = warehouse.read_partition(spark, cfg.table("item_index"), ds)
-        heldout = (warehouse.read_partition(spark, cfg.table("heldout"), ds) if cfg.shards.split == "given" else None)
-        rows = transform(interactions, users, items, cfg.shards, heldout).cache()
+        heldout = (warehouse.read_partition(spark, cfg.table("heldout"), ds) if sh.split == "given" else None)
+        rows = transform(interactions, users, items, sh, heldout).cache()
         n_in, n_rows = interactions.count(), rows.count()
         if n_rows != n_in:
             raise RuntimeError(f"shards: {n_in - n_rows} interactions have no index; rerun ids for ds={ds}")
         n_users, n_items = users.count(), items.count()
-        base = cfg.ds_path("shards", ds)
-        stats = []
-        sequences = cfg.train.model in M.SEQUENCE_MODELS
-        histories = {}
-        for every_split, source in ((False, rows.where(F.col(S.SPLIT) == S.TRAIN)), (True, rows)):
-            path = histories_path(cfg, ds, every_split)
+        stats, histories = [], {}
+        for path, source, what in ((store.item_histories, rows.where(F.col(S.SPLIT) == S.TRAIN), "train items"),
+                                   (store.latest_items, rows, "items (every split)")):
             warehouse.delete_path(spark, path)
-            if sequences:
-                histories[path] = write_histories(
-                    latest_items(source, cfg.train.history_length, n_items, cfg.shards.seed), path)
-                what = "items (every split)" if every_split else "train items"
-                log.info("shards: the latest %d %s of %d users -> %s", cfg.train.history_length, what,
-                         histories[path], path)
+            if sh.history_length:
+                histories[path] = write_histories(latest_items(source, sh.history_length, n_items, sh.seed), path)
+                log.info("shards: the latest %d %s of %d users -> %s", sh.history_length, what, histories[path], path)
         for split in S.SPLITS:
             part = rows.where(F.col(S.SPLIT) == split)
-            if split == S.TRAIN and sequences:
-                part = with_history(part, cfg.train.history_length, n_items, cfg.shards.seed).cache()
+            if split == S.TRAIN and sh.history_length:
+                part = with_history(part, sh.history_length, n_items, sh.seed).cache()
             agg = part.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(S.USER_IDX).alias("users"),
                            F.countDistinct(S.ITEM_IDX).alias("items"), F.avg("rating").alias("rating_mean")).first()
-            path = f"{base}/{split}"
-            files = write_split(part, path, agg["rows"], cfg.shards, cfg.shards.seed) if agg["rows"] else 0
+            path = store.split(split)
+            files = write_split(part, path, agg["rows"], sh, sh.seed) if agg["rows"] else 0
             if not agg["rows"]:
                 warehouse.delete_path(spark, path)
             part.unpersist()
@@ -195,4 +184,3 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         report["wrote"] = {s[1]: s[2] for s in stats}
         report["wrote"].update(histories)
     return report
-

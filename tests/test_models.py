@@ -1,32 +1,70 @@
-"""The softmax ranking model's loss against a numpy reference, its sampled variant, and saving."""
+"""The model registry, and the Keras kinds against numpy references: the softmax loss, its sampled variant,
+the seq model's user factor, saving and loading."""
 import numpy as np
 import pytest
 
-from recjob import config
-from recjob import model as M
-from recjob.stages import train
+from recjob import config, models
+from recjob.models import keras_fit
+from recjob.models.base import HIST_IN, ITEM_IN, USER_IN, TrainingData
+from recjob.models.keras_fit import HIST_EMB, ITEM_BIAS
+
+
+def data(n_users, n_items, mean=0.0):
+    return TrainingData("file:///train", "file:///validation", 100, n_users, n_items, mean, 10)
 
 
 def _softmax(n_users=4, n_items=6, **overrides):
     cfg = config.load(None, ["train.model=softmax", "train.factors=3",
                              *[f"train.{k}={v}" for k, v in overrides.items()]]).train
-    return M.build_softmax(n_users, n_items, cfg), cfg
+    return models.get("softmax").build(data(n_users, n_items), cfg), cfg
+
+
+def test_every_kind_declares_what_the_stages_ask():
+    assert models.names() == ("softmax", "bpr", "seq", "dot", "mlp", "bpmf")
+    for name, kind in models.KINDS.items():
+        assert kind.name == name and kind.summary
+        assert set(kind.defaults) == {"factors", "l2", "bias_l2"}
+        assert type(kind).fit is not models.ModelKind.fit  # trains somehow
+        cfg = config.load(None, [f"train.model={name}", "shards.split=temporal"]).train
+        assert (cfg.factors, cfg.l2, cfg.bias_l2) == (kind.defaults["factors"], kind.defaults["l2"],
+                                                       kind.defaults["bias_l2"])
+    assert {n for n, k in models.KINDS.items() if k.predicts_ratings} == {"dot", "mlp", "bpmf"}
+    assert {n for n, k in models.KINDS.items() if k.needs_item_histories} == {"seq"}
+    with pytest.raises(ValueError, match="unknown model kind 'als'"):
+        models.get("als")
+
+
+def test_a_setting_given_overrides_the_kind_default_and_none_means_unset():
+    cfg = config.load(None, ["train.model=bpmf", "train.factors=7", "train.l2=null"]).train
+    assert cfg.factors == 7 and cfg.l2 == models.get("bpmf").defaults["l2"]
+
+
+def test_the_readme_models_table_is_the_registry(capsys):
+    from pathlib import Path
+
+    from recjob import cli
+
+    assert cli.main(["models"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == models.markdown_table() and printed.count("\n") == 1 + len(models.KINDS)
+    assert printed in (Path(__file__).resolve().parents[1] / "README.md").read_text(), \
+        "README.md's model table differs from the registry: paste the output of `recjob models`"
 
 
 def test_full_softmax_loss_matches_numpy():
     model, _ = _softmax(negatives=2048, l2=0.5)
-    f = M.factors(model)
+    f = keras_fit.factors(model)
     rng = np.random.default_rng(0)
     f["item_bias"][:] = rng.normal(size=6)
-    model.get_layer(M.ITEM_BIAS).set_weights([f["item_bias"][:, None].astype(np.float32)])
+    model.get_layer(ITEM_BIAS).set_weights([f["item_bias"][:, None].astype(np.float32)])
     u, i = np.array([0, 1, 3, 3], np.int32), np.array([5, 0, 2, 5], np.int32)
-    loss, total = model.batch_loss({M.USER_IN: u, M.ITEM_IN: i})
+    loss, total = model.batch_loss({USER_IN: u, ITEM_IN: i})
     logits = f["user"][u] @ f["item"].T + f["item_bias"][None, :]
     ref = np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(4), i])
     reg = np.mean((f["user"][u] ** 2).sum(axis=1) + (f["item"][i] ** 2).sum(axis=1))
     assert float(loss) == pytest.approx(ref, rel=1e-5)
     assert float(total) == pytest.approx(ref + 0.5 * reg, rel=1e-5)
-    scores = model({M.USER_IN: u, M.ITEM_IN: i}).numpy()
+    scores = model({USER_IN: u, ITEM_IN: i}).numpy()
     np.testing.assert_allclose(scores, logits[np.arange(4), i], rtol=1e-5)
 
 
@@ -34,11 +72,11 @@ def test_sampled_softmax_masks_the_positive_and_learns():
     # 2 negatives out of 6 items: a different loss than the full softmax, finite, and training on a fixed
     # user -> item pattern makes each user's own item score first
     model, _ = _softmax(negatives=2, learning_rate=0.1, l2=0.0)
-    x = {M.USER_IN: np.repeat(np.arange(4, dtype=np.int32), 8), M.ITEM_IN: np.repeat(np.arange(4, dtype=np.int32), 8)}
+    x = {USER_IN: np.repeat(np.arange(4, dtype=np.int32), 8), ITEM_IN: np.repeat(np.arange(4, dtype=np.int32), 8)}
     first, _ = model.batch_loss(x)
     assert np.isfinite(float(first))
     model.fit(x, np.zeros(32, np.float32), epochs=60, batch_size=32, verbose=0)
-    f = M.factors(model)
+    f = keras_fit.factors(model)
     scores = f["user"] @ f["item"].T + f["item_bias"]
     assert (scores.argmax(axis=1) == np.arange(4)).all()
 
@@ -50,20 +88,20 @@ def test_softmax_model_saves_and_loads(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     back = keras.saving.load_model(path)
-    np.testing.assert_array_equal(M.factors(back)["item"], M.factors(model)["item"])
+    np.testing.assert_array_equal(keras_fit.factors(back)["item"], keras_fit.factors(model)["item"])
 
 
 def test_batch_shrinks_on_small_data_only():
     cfg = config.load(None, []).train
-    assert train.batch_size(1_000_000, cfg) == 1024
-    assert train.batch_size(4_000, cfg) == 200  # 20 steps per epoch
-    assert train.batch_size(100, cfg) == 32
+    assert keras_fit.batch_size(1_000_000, cfg) == 1024
+    assert keras_fit.batch_size(4_000, cfg) == 200  # 20 steps per epoch
+    assert keras_fit.batch_size(100, cfg) == 32
 
 
 def _seq(n_items=6, **overrides):
-    cfg = config.load(None, ["train.model=seq", "train.factors=4", "train.history_length=4", "train.markov_order=2",
-                             *[f"train.{k}={v}" for k, v in overrides.items()]]).train
-    return M.build_seq(0, n_items, cfg), cfg
+    cfg = config.load(None, ["train.model=seq", "train.factors=4", "shards.history_length=4", "train.markov_order=2",
+                             "shards.split=temporal", *[f"train.{k}={v}" for k, v in overrides.items()]]).train
+    return models.get("seq").build(data(0, n_items), cfg), cfg
 
 
 def test_seq_user_factor_in_numpy_matches_the_model():
@@ -71,9 +109,9 @@ def test_seq_user_factor_in_numpy_matches_the_model():
     model.markov_weight.assign(np.array([1.5, -0.5], np.float32))
     pad = 6
     h = np.array([[3, 1, 0, 2], [5, pad, pad, pad], [pad, pad, pad, pad], [2, 2, 4, pad]], np.int32)
-    x = {M.USER_IN: np.zeros(4, np.int32), M.ITEM_IN: np.array([0, 1, 2, 3], np.int32), M.HIST_IN: h}
+    x = {USER_IN: np.zeros(4, np.int32), ITEM_IN: np.array([0, 1, 2, 3], np.int32), HIST_IN: h}
     tf_u = model.user_vector(x).numpy()
-    e = model.get_layer(M.HIST_EMB).get_weights()[0]
+    e = model.get_layer(HIST_EMB).get_weights()[0]
     ref = np.zeros((4, 4), np.float32)
     for r, row in enumerate(h):
         valid = [j for j in row if j < pad]
@@ -83,11 +121,11 @@ def test_seq_user_factor_in_numpy_matches_the_model():
             if row[k] < pad:
                 ref[r] += w * e[row[k]]
     np.testing.assert_allclose(tf_u, ref, rtol=1e-5, atol=1e-6)
-    f = M.factors(model, h)
+    f = keras_fit.factors(model, h)
     np.testing.assert_allclose(f["user"], ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(f["user"][2], 0)  # no history: the item bias alone ranks
     with pytest.raises(ValueError, match="histories"):
-        M.factors(model)
+        keras_fit.factors(model)
 
 
 def test_seq_learns_what_follows_the_last_item():
@@ -102,10 +140,10 @@ def test_seq_learns_what_follows_the_last_item():
         seq = list(range(start, end))[::-1]
         hist.append(seq + [pad] * (4 - len(seq)))
         nxt.append(end)
-    x = {M.USER_IN: np.zeros(400, np.int32), M.ITEM_IN: np.array(nxt, np.int32), M.HIST_IN: np.array(hist, np.int32)}
+    x = {USER_IN: np.zeros(400, np.int32), ITEM_IN: np.array(nxt, np.int32), HIST_IN: np.array(hist, np.int32)}
     model.fit(x, np.zeros(400, np.float32), epochs=40, batch_size=50, verbose=0)
     probe = np.array([[j] + [pad] * 3 for j in range(5)], np.int32)
-    f = M.factors(model, probe)
+    f = keras_fit.factors(model, probe)
     scores = f["user"] @ f["item"].T + f["item_bias"]
     assert (scores.argmax(axis=1) == np.arange(1, 6)).all()
 
@@ -118,5 +156,5 @@ def test_seq_model_saves_and_loads(tmp_path):
     model.save(path)
     back = keras.saving.load_model(path)
     h = np.array([[1, 2, 6, 6]], np.int32)
-    np.testing.assert_array_equal(M.factors(back, h)["user"], M.factors(model, h)["user"])
+    np.testing.assert_array_equal(keras_fit.factors(back, h)["user"], keras_fit.factors(model, h)["user"])
     assert back.markov == 2

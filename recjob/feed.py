@@ -1,0 +1,106 @@
+"""Reading the training shards outside Spark: Petastorm batch readers, a tf.data pipeline over them, and
+one-pass reads of whole splits (ratings, item histories, a user sample).
+
+Petastorm's batch reader yields row groups; ``dataset`` maps them to model inputs and ``rebatch``es them to a
+fixed batch size. Every function takes a reader URL (``artifacts.reader_url``).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from recjob.models.base import HIST_IN, ITEM_IN, USER_IN
+
+RATING = "rating"
+
+
+def columns(with_history: bool = False) -> list[str]:
+    return [USER_IN, ITEM_IN, RATING] + ([HIST_IN] if with_history else [])
+
+
+def reader(url: str, num_epochs: int | None, seed: int, workers: int, shuffle: bool, fields: list[str] | None = None):
+    from petastorm import make_batch_reader
+
+    # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
+    return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=seed,
+                             workers_count=workers, reader_pool_type="thread", schema_fields=fields or columns())
+
+
+def dataset(batch_reader, batch_size: int):
+    """A tf.data pipeline of ({user_idx, item_idx[, history]}, rating) batches of ``batch_size`` rows."""
+    import tensorflow as tf
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    def features(b):
+        x = {USER_IN: tf.cast(b.user_idx, tf.int32), ITEM_IN: tf.cast(b.item_idx, tf.int32)}
+        if hasattr(b, HIST_IN):
+            x[HIST_IN] = tf.cast(getattr(b, HIST_IN), tf.int32)
+        return x, tf.cast(b.rating, tf.float32)
+
+    return make_petastorm_dataset(batch_reader).map(features).rebatch(batch_size).prefetch(2)
+
+
+def rating_errors(predict, url: str, seed: int, batch_size: int = 16384) -> tuple[float, float, int]:
+    """Exact RMSE and MAE over one pass of a shard folder of ``predict({user_idx, item_idx}) -> ratings``."""
+    sse = sae = 0.0
+    n = 0
+    with reader(url, 1, seed, 1, shuffle=False) as r:
+        for x, y in dataset(r, batch_size):
+            err = np.asarray(predict(x), dtype=np.float64) - y.numpy()
+            sse += float(np.dot(err, err))
+            sae += float(np.abs(err).sum())
+            n += len(err)
+    if n == 0:
+        raise ValueError(f"no rows in {url}")
+    return math.sqrt(sse / n), sae / n, n
+
+
+def read_ratings(url: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_idx, item_idx, rating) of a whole shard folder, read in one pass through Petastorm."""
+    parts = []
+    with reader(url, 1, seed, 1, shuffle=False) as r:
+        for batch in r:
+            parts.append((np.asarray(batch.user_idx), np.asarray(batch.item_idx), np.asarray(batch.rating)))
+    if not parts:
+        raise ValueError(f"no rows in {url}")
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def _dataset(url: str):
+    import pyarrow.dataset as pads
+    from pyarrow import fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(url)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(url)
+    return pads.dataset(path, filesystem=fs, format="parquet")
+
+
+def read_pairs(url: str, users: np.ndarray | None = None):
+    """(user_idx, item_idx) rows of a shard folder as pandas, only of ``users`` when given (a filtered read)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flt = None if users is None else pc.field(USER_IN).isin(pa.array(np.asarray(users, np.int32)))
+    return _dataset(url).to_table(columns=[USER_IN, ITEM_IN], filter=flt).to_pandas()
+
+
+def read_item_histories(url: str, n_users: int, n_items: int, length: int) -> np.ndarray:
+    """Every user's latest items (users x ``length``, most recent first, padded with ``n_items``) from an item
+    histories folder of the shards stage."""
+    try:
+        table = _dataset(url).to_table(columns=[USER_IN, HIST_IN])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{url} does not exist: the shards stage writes it when shards.history_length "
+                                "> 0; rerun shards") from None
+    out = np.full((n_users, length), n_items, np.int32)
+    rows = table.column(HIST_IN).combine_chunks()
+    values = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
+    if len(rows) and values.shape[1] != length:
+        raise ValueError(f"{url} holds histories of {values.shape[1]} items but shards.history_length={length}: "
+                         "rerun the shards stage")
+    out[table.column(USER_IN).to_numpy()] = values
+    return out

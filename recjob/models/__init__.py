@@ -1,0 +1,35 @@
+"""The model registry: every model kind is one module of this package with a ``KIND`` (see ``base``).
+
+Stages, the configuration check, the DAG's choices and the README's table ask the registry; adding a model is
+one new module here plus its tests. Importing the registry needs neither TensorFlow nor Spark.
+"""
+from __future__ import annotations
+
+from recjob.models import bpmf, bpr, dot, mlp, seq, softmax
+from recjob.models.base import Fitted, ModelKind, TrainingData
+
+KINDS: dict[str, ModelKind] = {m.KIND.name: m.KIND for m in (softmax, bpr, seq, dot, mlp, bpmf)}
+
+__all__ = ["KINDS", "Fitted", "ModelKind", "TrainingData", "get", "markdown_table", "names"]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(KINDS)
+
+
+def get(name: str) -> ModelKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown model kind {name!r}; known: {', '.join(KINDS)}") from None
+
+
+def markdown_table() -> str:
+    """The kinds as the README's table (``recjob models`` prints it; a test checks the README holds it)."""
+    lines = ["| kind | score | defaults (factors, l2, bias_l2) | item histories | what it is |", "|---|---|---|---|---|"]
+    for name, kind in KINDS.items():
+        d = kind.defaults
+        lines.append(f"| `{name}` | {'rating' if kind.predicts_ratings else 'ranking'} | "
+                     f"{d['factors']}, {d['l2']:g}, {d['bias_l2']:g} | {'yes' if kind.needs_item_histories else 'no'} "
+                     f"| {kind.summary} |")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""What a model kind declares to the stages, and what they hand it.
+
+A kind is one module of ``recjob.models`` with a ``KIND`` object. The stages never branch on a kind's name; they
+ask it: which settings it defaults, whether it predicts ratings (then its score is the predicted rating, it is
+validated on RMSE and gated against the bias baseline) or ranks items (validated on NDCG@k), whether it needs
+the users' item histories from the shards, how it trains, and what scoring needs beyond the factor tables.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recjob.config import TrainConfig
+
+# Names of the model inputs, as the shard columns are named.
+USER_IN, ITEM_IN, HIST_IN, NEG_IN = "user_idx", "item_idx", "history", "neg_idx"
+
+Load = Callable[[str], bytes]  # a model file's bytes by name (the artefact store's load_model_file)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The train stage's input to a kind: shard folders as reader URLs, their statistics, and (for kinds that
+    ask for them) every user's latest train items (users x history length, most recent first, padded with
+    n_items)."""
+
+    train_url: str
+    validation_url: str
+    train_rows: int
+    n_users: int
+    n_items: int
+    rating_mean: float
+    k: int  # the cutoff of the ranking metrics (evaluate.k), for validation during training
+    item_histories: np.ndarray | None = None
+
+
+@dataclass
+class Fitted:
+    """A trained model as the train stage writes it."""
+
+    factors: dict  # user, item (matrices), user_bias, item_bias (vectors): what the factor tables hold
+    epoch_log: list[dict]  # one entry per epoch (or Gibbs sweep): the epoch number and the logged values
+    best_epoch: int
+    predict: Callable | None = None  # rating kinds: {user_idx, item_idx} batch -> predicted ratings
+    result: dict = field(default_factory=dict)  # extra result fields (e.g. bpmf's exported validation RMSE)
+
+
+class ModelKind:
+    """The base of every kind; a kind overrides what differs."""
+
+    name: str = ""
+    summary: str = ""  # one line for the README and the DAG's parameter help
+    predicts_ratings: bool = False  # True: score = predicted rating; False: a ranking score
+    needs_item_histories: bool = False  # True: the shards stage's item histories feed training and scoring
+    defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None)
+
+    def fit(self, data: TrainingData, cfg: TrainConfig, workdir: str) -> Fitted:
+        """Train; save what scoring and inspection need as files in ``workdir``; return the factors."""
+        raise NotImplementedError
+
+    def scoring_layers(self, load: Load) -> list | None:
+        """Dense layers applied to [user factor, item factor] instead of the dot product (None: dot product)."""
+        return None
+
+    def history_encoder(self, load: Load) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A function from item histories (users x L) to user factors, for kinds whose user factor is computed
+        from the latest items at scoring time (None: the user factor table is used as is)."""
+        return None
