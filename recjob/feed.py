@@ -13,11 +13,11 @@ import numpy as np
 
 from recjob.models.base import HIST_IN, ITEM_IN, USER_IN
 
-RATING = "rating"
+LABEL = "rating"  # schema.LABEL (not imported: reading the shards needs no Spark)
 
 
 def columns(with_history: bool = False) -> list[str]:
-    return [USER_IN, ITEM_IN, RATING] + ([HIST_IN] if with_history else [])
+    return [USER_IN, ITEM_IN, LABEL] + ([HIST_IN] if with_history else [])
 
 
 def reader(url: str, num_epochs: int | None, seed: int, workers: int, shuffle: bool, fields: list[str] | None = None):

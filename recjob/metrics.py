@@ -7,19 +7,17 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recjob.schema import ITEM_IDX, USER_IDX
-
-RATING = "rating"
+from recjob.schema import ITEM_IDX, LABEL, USER_IDX
 
 
-def rmse_mae(df: DataFrame, prediction: str, label: str = RATING) -> tuple[float, float]:
+def rmse_mae(df: DataFrame, prediction: str, label: str = LABEL) -> tuple[float, float]:
     row = df.agg(F.sqrt(F.avg(F.pow(F.col(prediction) - F.col(label), 2))).alias("rmse"),
                  F.avg(F.abs(F.col(prediction) - F.col(label))).alias("mae")).first()
     return float(row["rmse"]), float(row["mae"])
 
 
 def bias_baseline(train: DataFrame, reg: float = 10.0, user: str = USER_IDX, item: str = ITEM_IDX,
-                  label: str = RATING) -> tuple[float, DataFrame, DataFrame]:
+                  label: str = LABEL) -> tuple[float, DataFrame, DataFrame]:
     """Regularised biases (Koren 2010, eq. 2 and 3): b_i = sum(r - mu) / (reg + n_i), then
     b_u = sum(r - mu - b_i) / (reg + n_u). Returns (mu, item biases, user biases)."""
     mu = float(train.agg(F.avg(label)).first()[0])
@@ -29,7 +27,7 @@ def bias_baseline(train: DataFrame, reg: float = 10.0, user: str = USER_IDX, ite
     return mu, bi, bu
 
 
-def baseline_errors(train: DataFrame, test: DataFrame, label: str = RATING) -> dict[str, float]:
+def baseline_errors(train: DataFrame, test: DataFrame, label: str = LABEL) -> dict[str, float]:
     """RMSE / MAE of the global mean and of the bias baseline on ``test`` (unknown ids get bias 0)."""
     mu, bi, bu = bias_baseline(train, label=label)
     pred = (test.join(bi, ITEM_IDX, "left").join(bu, USER_IDX, "left")

@@ -24,12 +24,12 @@ def run_stage(name: str, cfg: Config, spark: SparkSession, ds: str) -> dict:
 
 
 def run(cfg: Config, spark: SparkSession, ds: str, first: str = ORDER[0], last: str = ORDER[-1]) -> list[dict]:
-    """Run stages ``first``..``last`` (inclusive) for ``ds``; return their reports."""
+    """Run stages ``first``..``last`` (inclusive) for ``ds``; return their records."""
     stages = ORDER[ORDER.index(first): ORDER.index(last) + 1]
     if not stages:
         raise ValueError(f"--from {first} comes after --to {last}")
     t0 = time.monotonic()
-    reports = [run_stage(name, cfg, spark, ds) for name in stages]
+    records = [run_stage(name, cfg, spark, ds) for name in stages]
     log.info("pipeline ds=%s: %s done in %.1fs (%s)", ds, "..".join((stages[0], stages[-1])), time.monotonic() - t0,
-             ", ".join(f"{r['stage']} {r['seconds']}s" for r in reports))
-    return reports
+             ", ".join(f"{r['stage']} {r['seconds']}s" for r in records))
+    return records

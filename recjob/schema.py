@@ -10,6 +10,9 @@ RATING = "overall"
 TIME = "unixReviewTime"
 TITLE = "title"
 
+# The shards' columns besides the indices: the rating as float32 ("overall" of a review), the label models learn.
+LABEL = "rating"
+
 # Internal contiguous indices.
 USER_IDX = "user_idx"
 ITEM_IDX = "item_idx"

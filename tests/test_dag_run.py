@@ -1,8 +1,9 @@
 """Real `airflow dags test` runs: every task launches spark-submit on local[2] with SQLite metadata.
 
 Covers a failure (missing input, clear message, task failed), a rerun after fixing the input (no duplicates),
-and a second weekly run date (two complete partitions, stable ids), checked from new processes. (Two dates,
-not more: each run is eight spark-submits, about four minutes on 2 cores.)
+and two weekly run dates (two complete partitions, stable ids), checked from new processes. Each test has its
+own Airflow home and data folder, so either runs alone or in any order. (Two dates, not more: each run is
+eight spark-submits, about four minutes on 2 cores.)
 """
 import json
 import os
@@ -23,7 +24,7 @@ DATES = ["2026-01-04", "2026-01-11"]
 TOP_N = 5
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def env(tmp_path_factory):
     if shutil.which("spark-submit", path=str(BIN)) is None:
         pytest.skip(f"spark-submit not found in {BIN}")
@@ -83,6 +84,12 @@ def sql(env, query):
     return [line.split("\t") for line in lines[1:]]
 
 
+def generate(env):
+    gen = subprocess.run([str(BIN / "recjob"), "generate", "--conf", env["conf"], "--reviews", "5000"],
+                         env=env["env"], capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-2000:]
+
+
 def check_partition(env, ds):
     (n_rows, n_users, lo, hi, n_pairs), = sql(env, f"""
         SELECT count(*), count(DISTINCT reviewerID), min(c), max(c), count(DISTINCT concat(reviewerID, '/', asin))
@@ -105,9 +112,7 @@ def test_missing_input_fails_clearly_then_rerun_succeeds(env):
     assert "(input.reviews): the path or glob matches nothing" in log
     assert "new_state=failed" in log
     # Fix the input and rerun the same date.
-    gen = subprocess.run([str(BIN / "recjob"), "generate", "--conf", env["conf"], "--reviews", "5000"],
-                         env=env["env"], capture_output=True, text=True, timeout=300)
-    assert gen.returncode == 0, gen.stderr[-2000:]
+    generate(env)
     second = dags_test(env, DATES[0])
     assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
     assert "publish ds=2026-01-04: done" in second.stdout + second.stderr
@@ -115,7 +120,8 @@ def test_missing_input_fails_clearly_then_rerun_succeeds(env):
 
 
 def test_next_date_gives_a_second_complete_partition(env):
-    for ds in DATES[1:]:
+    generate(env)
+    for ds in DATES:
         run = dags_test(env, ds)
         assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     parts = sql(env, "SELECT ds, count(*) FROM recjob.recommendations GROUP BY ds ORDER BY ds")

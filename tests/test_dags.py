@@ -68,3 +68,17 @@ def test_refusals_fail_without_retry_and_other_failures_retry(dagbag, monkeypatc
         with pytest.raises(AirflowException) as caught:
             task.execute({})
         assert isinstance(caught.value, AirflowFailException) is not retried, code
+
+
+@pytest.mark.parametrize("factors, expected", [(None, 32), (16, 16)])
+def test_the_rendered_settings_load_and_the_model_choices_are_the_registry(dagbag, factors, expected):
+    from recjob import config, models
+
+    dag = dagbag.dags["recjob_amazon_movies"]
+    assert dag.params.get_param("model").schema["enum"] == list(models.names())
+    params = {k: v.value if hasattr(v, "value") else v for k, v in dag.params.items()}
+    params["factors"] = factors
+    args = dag.get_task("train").render_template(dag.get_task("train").application_args,
+                                                 {"ds": "2026-03-01", "params": params})
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    assert config.load(None, sets).train.factors == expected  # unset: the default kind's default

@@ -47,6 +47,10 @@ def test_ranking_metrics_match_numpy_reference(spark, seed):
     assert got["users"] == len(relevant)
     for m, v in want.items():
         assert got[m] == pytest.approx(v, abs=1e-9), m
+    # the in-memory NDCG (validation during training) is the same definition
+    users = sorted(relevant)
+    lists = np.array([(recs[u] + [-1] * k)[:k] for u in users])
+    assert metrics.ndcg_of_lists(lists, [relevant[u] for u in users], k).mean() == pytest.approx(got["ndcg"], abs=1e-9)
 
 
 def test_gate_decisions():
@@ -57,3 +61,19 @@ def test_gate_decisions():
     worse_rmse = {**good, "model": {"ndcg@10": 0.2, "rmse": 1.0}}
     assert gate(worse_rmse, True, cfg, 10) and gate(worse_rmse, False, cfg, 10) == []  # RMSE only for rating models
     assert "run the evaluate stage" in gate({}, False, cfg, 10)[0]
+
+
+def test_publish_checks_refuse_broken_lists(spark):
+    from recjob.stages.publish import check
+
+    cols = "reviewerID string, rank int, asin string, title string, score float"
+
+    def problems(rows):
+        return check(spark.createDataFrame(rows, cols))
+
+    good = [("u", 1, "a", None, 0.9), ("u", 2, "b", "B", 0.5), ("v", 1, "a", "A", 0.3)]
+    assert problems(good) == []
+    assert problems(good[1:]) == ["1 users have gaps or duplicates in their ranks or items"]  # u starts at 2
+    assert problems(good + [("v", 2, "a", "A", 0.1)])[0].startswith("1 users")  # item twice
+    assert problems(good + [("v", 1, "c", "C", 0.1)])[0].startswith("1 users")  # rank twice
+    assert problems([("u", 1, "a", None, float("nan"))]) == ["some scores are null or NaN"]

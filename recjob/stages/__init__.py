@@ -14,15 +14,15 @@ ORDER = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "pub
 
 @contextlib.contextmanager
 def stage_timer(name: str, ds: str) -> Iterator[dict]:
-    """Log a stage's start, what it read and wrote (the dict it fills in) and how long it took."""
-    report: dict = {"stage": name, "ds": ds}
+    """Log a stage's start, what it read and wrote (the stage record it fills in) and how long it took."""
+    record: dict = {"stage": name, "ds": ds}
     log.info("%s ds=%s: start", name, ds)
     t0 = time.monotonic()
     try:
-        yield report
+        yield record
     except Exception:
         log.error("%s ds=%s: failed after %.1fs", name, ds, time.monotonic() - t0)
         raise
-    report["seconds"] = round(time.monotonic() - t0, 1)
-    log.info("%s ds=%s: done in %.1fs: %s", name, ds, report["seconds"],
-             json.dumps({k: v for k, v in report.items() if k not in ("stage", "ds", "seconds")}, default=str))
+    record["seconds"] = round(time.monotonic() - t0, 1)
+    log.info("%s ds=%s: done in %.1fs: %s", name, ds, record["seconds"],
+             json.dumps({k: v for k, v in record.items() if k not in ("stage", "ds", "seconds")}, default=str))

@@ -60,9 +60,9 @@ def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool, reg: float)
     lineage of every iteration piles up and deserialising a task can overflow the JVM stack."""
     als = ALS(rank=cfg.als_rank, regParam=reg,
               maxIter=cfg.als_iterations, implicitPrefs=implicit, alpha=cfg.als_alpha, seed=cfg.seed,
-              userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol="rating", coldStartStrategy="nan",
+              userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol=S.LABEL, coldStartStrategy="nan",
               nonnegative=False, checkpointInterval=5)
-    data = train.withColumn("rating", F.lit(1.0)) if implicit else train
+    data = train.withColumn(S.LABEL, F.lit(1.0)) if implicit else train
     return als.fit(data)
 
 
@@ -120,7 +120,7 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     rows = []
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
-        relevant = heldout.where(F.col("rating") >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
+        relevant = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
     eval_users = relevant.select(S.USER_IDX).distinct()
     for name, (users_df, items_pdf, *mlp) in candidates.items():
         users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
@@ -150,7 +150,7 @@ def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, 
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("evaluate", ds) as report:
+    with stage_timer("evaluate", ds) as record:
         e, store = cfg.evaluate, Artifacts(cfg, spark, ds)
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
         frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
@@ -170,15 +170,15 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
-        report["wrote"] = {cfg.table("evaluation"): n}
-        report["metrics"] = summary(rows)
-        files = run_report.render(ds, kind.name, report["metrics"], store.read_epoch_log()["epoch_log"],
+        record["wrote"] = {cfg.table("evaluation"): n}
+        record["metrics"] = summary(rows)
+        files = run_report.render(ds, kind.name, record["metrics"], store.read_epoch_log()["epoch_log"],
                                   report_items(spark, cfg, ds, frames[S.TRAIN]), e.k)
-        report["wrote"]["report"] = store.put_report(files) + "/report.md"
-        log.info("evaluate: report at %s", report["wrote"]["report"])
+        record["wrote"]["report"] = store.put_report(files) + "/report.md"
+        log.info("evaluate: report at %s", record["wrote"]["report"])
         for f in frames.values():
             f.unpersist()
-    return report
+    return record
 
 
 def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, e: EvaluateConfig,

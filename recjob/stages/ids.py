@@ -47,10 +47,10 @@ def transform(ids: DataFrame, previous: DataFrame | None, id_col: str, idx_col: 
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("ids", ds) as report:
+    with stage_timer("ids", ds) as record:
         interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
-        report["read"] = {cfg.table("interactions"): interactions.count()}
-        report["wrote"] = {}
+        record["read"] = {cfg.table("interactions"): interactions.count()}
+        record["wrote"] = {}
         for id_col, idx_col, name in ((S.USER, S.USER_IDX, "user_index"), (S.ITEM, S.ITEM_IDX, "item_index")):
             table = cfg.table(name)
             prev_ds = warehouse.latest_before(spark, table, ds)
@@ -60,6 +60,6 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             n = warehouse.write_partition(mapping, table, ds)
             log.info("ids: %s: %d ids from %s, %d new, %d in all", name, n_prev,
                      f"ds={prev_ds}" if prev_ds else "no earlier run", n - n_prev, n)
-            report["wrote"][table] = n
-            report[f"{name}_base"] = prev_ds
-    return report
+            record["wrote"][table] = n
+            record[f"{name}_base"] = prev_ds
+    return record

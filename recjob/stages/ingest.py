@@ -389,7 +389,7 @@ def _amazon(cfg: Config, spark: SparkSession, cached: list, review_files: list[s
 
 
 def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
-    with stage_timer("ingest", ds) as report:
+    with stage_timer("ingest", ds) as record:
         reviews_path = cfg.path(cfg.input.reviews)
         review_files = input_files(spark, reviews_path, "input.reviews")
         test_path = cfg.path(cfg.input.test) if cfg.input.test else None
@@ -411,7 +411,7 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
         if items is not None:
             kept["metadata"] = items.count()
         counts = accounting(quarantine, kept)
-        report["read"] = {"reviews": reviews_path, "files": len(review_files) + len(test_files),
+        record["read"] = {"reviews": reviews_path, "files": len(review_files) + len(test_files),
                           "metadata": meta_path, "lines": {s: c["lines"] for s, c in counts.items()}}
         log.info("ingest ds=%s: %s", ds, _describe(counts))
         problems = refusals(counts, cfg.ingest.max_bad_fraction, bool(meta_path))
@@ -431,16 +431,16 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
             if n_untitled:
                 log.warning("ingest: %d reviews of %d items have no metadata (no title in the published lists)",
                             n_untitled, untitled.select(S.ITEM).distinct().count())
-            report["reviews_without_metadata"] = n_untitled
+            record["reviews_without_metadata"] = n_untitled
         n_reviews = warehouse.write_partition(reviews, cfg.table("reviews"), ds)
         n_items = warehouse.write_partition(items, cfg.table("items"), ds)
         n_bad = warehouse.write_partition(quarantine, cfg.table("quarantine"), ds)
         if heldout is not None:
-            report["heldout"] = warehouse.write_partition(heldout.select(S.USER, S.ITEM).distinct(),
+            record["heldout"] = warehouse.write_partition(heldout.select(S.USER, S.ITEM).distinct(),
                                                           cfg.table("heldout"), ds)
         for source, entry in sorted(counts.items()):
             for reason, n in sorted(entry["quarantined"].items()):
                 log.warning("ingest: quarantined %d %s lines: %s", n, source, reason)
-        report["wrote"] = {cfg.table("reviews"): n_reviews, cfg.table("items"): n_items,
+        record["wrote"] = {cfg.table("reviews"): n_reviews, cfg.table("items"): n_items,
                            cfg.table("quarantine"): n_bad}
-    return report
+    return record

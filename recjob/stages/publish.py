@@ -125,7 +125,7 @@ def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> l
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("publish", ds) as report:
+    with stage_timer("publish", ds) as record:
         if cfg.gate.enabled:
             rows = (warehouse.read_partition(spark, cfg.table("evaluation"), ds)
                     .where(F.col(S.SPLIT) == S.VALIDATION).collect())
@@ -140,7 +140,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                  f"partitions of {cfg.table('recommendations')} are unchanged): " + "; ".join(reasons)
                                  + f" (thresholds: gate.*; gate.enabled=false to skip). The refused model's outputs "
                                  f"are in {kept_at}; the ds's tables describe its published model again")
-            report["gate"] = "passed"
+            record["gate"] = "passed"
         scores = warehouse.read_partition(spark, cfg.table("scores"), ds)
         item_index = warehouse.read_partition(spark, cfg.table("item_index"), ds)
         items = warehouse.read_partition(spark, cfg.table("items"), ds)
@@ -151,12 +151,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
         n = warehouse.write_partition(recs, cfg.table("recommendations"), ds)
-        report["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
+        record["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
         if untitled:
             log.warning("publish: %d of %d recommendations have no title (item missing from metadata)", untitled, n)
         recs.unpersist()
-        report["read"] = {cfg.table("scores"): scores.count()}
-        report["wrote"] = {cfg.table("recommendations"): n, "users": users}
-    return report
+        record["read"] = {cfg.table("scores"): scores.count()}
+        record["wrote"] = {cfg.table("recommendations"): n, "users": users}
+    return record

@@ -75,7 +75,7 @@ def transform(reviews: DataFrame, cfg: SampleConfig) -> tuple[DataFrame, dict]:
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("sample", ds) as report:
+    with stage_timer("sample", ds) as record:
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
         n_in = reviews.count()
         out, counts = transform(reviews, cfg.sample)
@@ -89,7 +89,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 f"user sample and {s.min_user_reviews}/{s.min_item_reviews}-core ({n_in} reviews read): "
                 f"widen sample.start/sample.end or lower sample.min_user_reviews/min_item_reviews")
         n = warehouse.write_partition(out, cfg.table("interactions"), ds)
-        report["read"] = {cfg.table("reviews"): n_in}
-        report["steps"] = counts
-        report["wrote"] = {cfg.table("interactions"): n}
-    return report
+        record["read"] = {cfg.table("reviews"): n_in}
+        record["steps"] = counts
+        record["wrote"] = {cfg.table("interactions"): n}
+    return record

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("score", ds) as report:
+    with stage_timer("score", ds) as record:
         store = Artifacts(cfg, spark, ds)
         kind = models.get(warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"])
         mean = (warehouse.read_partition(spark, cfg.table("shards"), ds).where(F.col(S.SPLIT) == S.TRAIN)
@@ -50,9 +50,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         n_users = users.count()
         log.info("score: %d users x %d items -> %d recommendations (top %d)", n_users, len(matrix["asin"]), n,
                  cfg.score.top_n)
-        report["read"] = {cfg.table("user_factors"): n_users, cfg.table("item_factors"): len(matrix["asin"])}
-        report["wrote"] = {cfg.table("scores"): n}
-    return report
+        record["read"] = {cfg.table("user_factors"): n_users, cfg.table("item_factors"): len(matrix["asin"])}
+        record["wrote"] = {cfg.table("scores"): n}
+    return record
 
 
 def encoded_users(users: DataFrame, latest: DataFrame, encoder) -> DataFrame:

@@ -84,7 +84,7 @@ def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: 
     return (split.join(users.select(S.USER, S.USER_IDX), S.USER, "inner")
             .join(items.select(S.ITEM, S.ITEM_IDX), S.ITEM, "inner")
             .select(F.col(S.USER_IDX).cast("int"), F.col(S.ITEM_IDX).cast("int"),
-                    F.col(S.RATING).cast("float").alias("rating"), S.SPLIT, S.USER, S.ITEM, S.TIME))
+                    F.col(S.RATING).cast("float").alias(S.LABEL), S.SPLIT, S.USER, S.ITEM, S.TIME))
 
 
 def _newest_first(seed: int) -> Window:
@@ -127,7 +127,7 @@ def write_split(df: DataFrame, path: str, rows: int, cfg: ShardsConfig, seed: in
     """Write one split's rows as parquet in a seeded shuffled order; return the number of files."""
     files = max(1, math.ceil(rows / cfg.rows_per_file))
     key = F.xxhash64(S.USER_IDX, S.ITEM_IDX, F.lit(seed + 1))
-    cols = [S.USER_IDX, S.ITEM_IDX, "rating"] + ([S.HISTORY] if S.HISTORY in df.columns else [])
+    cols = [S.USER_IDX, S.ITEM_IDX, S.LABEL] + ([S.HISTORY] if S.HISTORY in df.columns else [])
     out = (df.select(*cols).withColumn("_k", key)
            .repartitionByRange(files, "_k").sortWithinPartitions("_k").drop("_k"))
     _write_replacing(out.write.option("parquet.block.size", cfg.row_group_mb * 1024 * 1024)
@@ -141,7 +141,7 @@ def write_histories(latest: DataFrame, path: str) -> int:
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("shards", ds) as report:
+    with stage_timer("shards", ds) as record:
         sh, store = cfg.shards, Artifacts(cfg, spark, ds)
         interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
         users = warehouse.read_partition(spark, cfg.table("user_index"), ds)
@@ -164,7 +164,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             if split == S.TRAIN and sh.history_length:
                 part = with_history(part, sh.history_length, n_items, sh.seed).cache()
             agg = part.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(S.USER_IDX).alias("users"),
-                           F.countDistinct(S.ITEM_IDX).alias("items"), F.avg("rating").alias("rating_mean")).first()
+                           F.countDistinct(S.ITEM_IDX).alias("items"), F.avg(S.LABEL).alias("rating_mean")).first()
             path = store.split(split)
             files = write_split(part, path, agg["rows"], sh, sh.seed) if agg["rows"] else 0
             if not agg["rows"]:
@@ -180,7 +180,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                              "rating_mean double, files int, user_index_size long, item_index_size long")
         warehouse.write_partition(table, cfg.table("shards"), ds)
         rows.unpersist()
-        report["read"] = {cfg.table("interactions"): n_in}
-        report["wrote"] = {s[1]: s[2] for s in stats}
-        report["wrote"].update(histories)
-    return report
+        record["read"] = {cfg.table("interactions"): n_in}
+        record["wrote"] = {s[1]: s[2] for s in stats}
+        record["wrote"].update(histories)
+    return record

@@ -77,7 +77,7 @@ def factor_table(factors: DataFrame, trained: DataFrame, ids: DataFrame, idx_col
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
-    with stage_timer("train", ds) as report:
+    with stage_timer("train", ds) as record:
         store, t = Artifacts(cfg, spark, ds), cfg.train
         kind = models.get(t.model)
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
@@ -116,7 +116,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         runs = spark.createDataFrame([(kind.name, json.dumps(t.__dict__, default=str), store.model_dir, json.dumps(result, default=str))],
                                      "model string, params string, model_path string, result string")
         warehouse.write_partition(runs, cfg.table("training_runs"), ds)
-        report["read"] = {s: stats[s]["rows"] for s in S.SPLITS}
-        report["result"] = {k: v for k, v in result.items() if not k.endswith("_baselines")}
-        report["wrote"] = {**wrote, "model files": kept, "epoch log": epoch_log}
-    return report
+        record["read"] = {s: stats[s]["rows"] for s in S.SPLITS}
+        record["result"] = {k: v for k, v in result.items() if not k.endswith("_baselines")}
+        record["wrote"] = {**wrote, "model files": kept, "epoch log": epoch_log}
+    return record
