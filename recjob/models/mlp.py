@@ -9,8 +9,7 @@ import os
 
 import numpy as np
 
-from recjob.models.dot import build_rating_model
-from recjob.models.keras_fit import KerasKind
+from recjob.models.dot import Dot, build_rating_model
 
 FILE = "mlp.npz"
 
@@ -33,11 +32,11 @@ def load_weights(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(z[f"w_{j}"], z[f"b_{j}"]) for j in range(len(z.files) // 2)]
 
 
-class Mlp(KerasKind):
+class Mlp(Dot):
+    """dot's kind (its defaults, a rating model) with the MLP as the interaction."""
+
     name = "mlp"
     summary = "user and item embeddings through dense layers (train.mlp_layers) + biases + mean: predicts ratings"
-    predicts_ratings = True
-    defaults = {"factors": 32, "l2": 0.15, "bias_l2": 0.001}
 
     def build(self, data, cfg):
         return build_rating_model(data, cfg, tuple(cfg.mlp_layers))
