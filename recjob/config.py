@@ -120,6 +120,10 @@ class ScoreConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     k: int = 10
+    # ranking metrics over at most this many users per split, a seeded sample when there are more (the same
+    # users for the model and every baseline; the sample size and each metric's standard error are recorded);
+    # 0: every user. Small data keeps the exact evaluation of every user.
+    max_users: int = 100_000
     relevance_threshold: float = 0.0  # held-out items rated >= this are relevant (0: all held-out items)
     als_rank: int = 50  # ALS explicit: best of a small grid on ML-100k u1..u5 (rank 50, regParam 0.1)
     als_reg: float = 0.1
@@ -252,6 +256,8 @@ def _check(cfg: Config) -> Config:
         problems.append("input.reviews is empty: name a file, folder or glob of review files")
     if cfg.evaluate.k < 1 or cfg.evaluate.als_rank < 1 or cfg.evaluate.als_iterations < 1:
         problems.append("evaluate.k, evaluate.als_rank and evaluate.als_iterations must be >= 1")
+    if cfg.evaluate.max_users < 0:
+        problems.append("evaluate.max_users must be >= 0 (0: every user)")
     if cfg.evaluate.als_reg < 0 or min(cfg.evaluate.als_implicit_regs) < 0:
         problems.append("evaluate.als_reg and evaluate.als_implicit_regs must be >= 0")
     if cfg.input.format not in ("amazon", "movielens"):

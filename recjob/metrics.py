@@ -59,7 +59,8 @@ def ndcg_of_lists(recommended: np.ndarray, relevant: list[set], k: int) -> np.nd
 
 def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
                     user: str = USER_IDX, item: str = ITEM_IDX, rank: str = "rank") -> dict[str, float]:
-    """Top-k metrics averaged over the users that have at least one relevant item.
+    """Top-k metrics averaged over the users that have at least one relevant item, with their standard errors
+    (``<metric>_se``).
 
     ``recs``: (user, item, rank 1..), ``relevant``: (user, item) held-out pairs. Users with relevant items
     but no recommendations count as zeros. Definitions, per user u with relevant set R_u and hits at ranks r:
@@ -82,14 +83,18 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
     users = (n_rel.join(per_user, user, "left").na.fill(0, ["hits", "dcg", "ap_sum"])
              .withColumn("m", F.least(F.col("n_rel"), F.lit(k)).cast("int"))
              .join(F.broadcast(idcg), "m"))
-    row = users.agg(
-        F.count(F.lit(1)).alias("users"),
-        F.avg((F.col("hits") > 0).cast("double")).alias("hr"),
-        F.avg(F.col("hits") / k).alias("precision"),
-        F.avg(F.col("hits") / F.col("n_rel")).alias("recall"),
-        F.avg(F.col("dcg") / F.col("idcg")).alias("ndcg"),
-        F.avg(F.col("ap_sum") / F.col("m")).alias("map")).first()
+    per_user_values = {"hr": (F.col("hits") > 0).cast("double"), "precision": F.col("hits") / k,
+                       "recall": F.col("hits") / F.col("n_rel"), "ndcg": F.col("dcg") / F.col("idcg"),
+                       "map": F.col("ap_sum") / F.col("m")}
+    row = users.agg(F.count(F.lit(1)).alias("users"),
+                    *[F.avg(v).alias(name) for name, v in per_user_values.items()],
+                    *[F.stddev_samp(v).alias(f"{name}_sd") for name, v in per_user_values.items()]).first()
     coverage = top.select(item).distinct().count() / max(n_items, 1)
-    out = {name: float(row[name] or 0.0) for name in ("hr", "precision", "recall", "ndcg", "map")}
-    out.update(users=int(row["users"]), coverage=float(coverage), k=k)
+    n = int(row["users"])
+    out = {name: float(row[name] or 0.0) for name in per_user_values}
+    # the standard error of each mean over users (sample sd / sqrt(users)): what separates a real difference
+    # from the noise of which users were evaluated
+    out.update({f"{name}_se": float(row[f"{name}_sd"] or 0.0) / math.sqrt(n) if n > 1 else 0.0
+                for name in per_user_values})
+    out.update(users=n, coverage=float(coverage), k=k)
     return out

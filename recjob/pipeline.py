@@ -7,6 +7,7 @@ import time
 
 from pyspark.sql import SparkSession
 
+from recjob import progress
 from recjob.config import Config
 from recjob.stages import ORDER
 
@@ -20,7 +21,9 @@ def stage_module(name: str):
 
 
 def run_stage(name: str, cfg: Config, spark: SparkSession, ds: str) -> dict:
-    return stage_module(name).run(cfg, spark, ds)
+    """Run one stage; while it runs, the progress of its Spark work is logged every 30 s (recjob.progress)."""
+    with progress.spark_progress(spark, f"{name} ds={ds}"):
+        return stage_module(name).run(cfg, spark, ds)
 
 
 def run(cfg: Config, spark: SparkSession, ds: str, first: str = ORDER[0], last: str = ORDER[-1]) -> list[dict]:

@@ -27,6 +27,7 @@ def reference(recs: dict, relevant: dict, k: int, n_items: int) -> dict:
                 ap += h / (r + 1)
         out["map"].append(ap / min(len(rel), k))
     res = {m: float(np.mean(v)) for m, v in out.items()}
+    res.update({f"{m}_se": float(np.std(v, ddof=1) / np.sqrt(len(v))) for m, v in out.items()})
     res["coverage"] = len({i for lst in recs.values() for i in lst[:k]}) / n_items
     return res
 
@@ -77,3 +78,37 @@ def test_publish_checks_refuse_broken_lists(spark):
     assert problems(good + [("v", 2, "a", "A", 0.1)])[0].startswith("1 users")  # item twice
     assert problems(good + [("v", 1, "c", "C", 0.1)])[0].startswith("1 users")  # rank twice
     assert problems([("u", 1, "a", None, float("nan"))]) == ["some scores are null or NaN"]
+
+
+def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark):
+    from recjob import schema as S
+    from recjob.config import EvaluateConfig
+    from recjob.stages import evaluate
+
+    rng = np.random.default_rng(3)
+    n_users, n_items = 400, 60
+    popular = rng.zipf(1.6, size=6000) % n_items
+    pairs = pd.DataFrame({S.USER_IDX: rng.integers(0, n_users, 6000), S.ITEM_IDX: popular}).drop_duplicates()
+    pairs[S.LABEL] = 4.0
+    held = rng.random(len(pairs)) < 0.2
+    train, heldout = spark.createDataFrame(pairs[~held]), spark.createDataFrame(pairs[held])
+    seen = train.select(S.USER_IDX, S.ITEM_IDX)
+
+    def metrics_with(max_users):
+        cand = {"popularity": evaluate.popularity_factors(train, train.select(S.USER_IDX).distinct())}
+        rows = evaluate.evaluate_split(spark, "validation", heldout, seen, cand, n_items,
+                                       EvaluateConfig(max_users=max_users, k=5), 64)
+        return {metric: value for _, _, metric, value in rows}
+
+    exact, everyone = metrics_with(0), metrics_with(10_000)
+    n = int(exact["users"])
+    assert n > 200 and everyone == exact  # max_users above the count: the exact evaluation
+    sampled, again = metrics_with(100), metrics_with(100)
+    assert sampled["users"] == 100 and sampled == again  # seeded: the same users every time
+    for metric in ("ndcg@5", "hr@5", "recall@5"):
+        assert abs(sampled[metric] - exact[metric]) < 4 * sampled[metric + "_se"], metric
+        # the standard error shrinks with the users evaluated
+        assert exact[metric + "_se"] < sampled[metric + "_se"]
+    sample = evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), 100, 42)
+    assert sample.count() == 100 and set(r[0] for r in sample.collect()) == set(
+        r[0] for r in evaluate.user_sample(heldout.select(S.USER_IDX).distinct().repartition(5), 100, 42).collect())

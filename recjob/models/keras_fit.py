@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import logging
 import math
 import os
+import time
 
 import numpy as np
 
@@ -61,17 +62,26 @@ class RankingProbe:
         return float(metrics.ndcg_of_lists(np.concatenate(lists), self.relevant, self.k).mean()) if lists else 0.0
 
 
-def _validation(monitor, epoch_log: list):
-    """A callback that adds ``monitor(model)``'s values to the epoch's logs (before early stopping reads them)
-    and keeps the epoch log."""
+def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int):
+    """A callback that adds ``monitor(model)``'s values to the epoch's logs (before early stopping reads them),
+    keeps the epoch log and logs each epoch with its speed and the time the remaining epochs would take at most."""
     import keras
 
+    from recjob import progress
+
     class Validate(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.monotonic()
+
         def on_epoch_end(self, epoch, logs=None):
             logs.update(monitor(self.model))
             entry = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
             epoch_log.append(entry)
-            log.info("train: epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
+            rate, left = progress.eta((epoch + 1) * rows_per_epoch, max_epochs * rows_per_epoch,
+                                      time.monotonic() - self.t0)
+            log.info("train: epoch %d/%d: %s; %.0f examples/s, at most %s left (train.max_epochs)", epoch + 1,
+                     max_epochs, ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"), rate,
+                     progress.duration(left))
 
     return Validate()
 
@@ -136,7 +146,7 @@ class KerasKind(ModelKind):
                          fields=feed.columns(with_history=self.needs_item_histories)) as r:
             model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
                       steps_per_epoch=max(1, math.ceil(data.train_rows / batch)),
-                      callbacks=[_validation(monitor, epoch_log), stop], verbose=0,
+                      callbacks=[_validation(monitor, epoch_log, data.train_rows, cfg.max_epochs), stop], verbose=0,
                       shuffle=False)  # rows are shuffled in the shards
         if stop.stopped_epoch:
             log.info("train: no improvement of %s for %d epochs: stopped", key, cfg.patience)

@@ -29,6 +29,8 @@ from recjob.stages import stage_timer
 log = logging.getLogger(__name__)
 
 RANKING = ("hr", "precision", "recall", "ndcg", "map", "coverage")
+SE = "_se"  # suffix of a metric's standard error over the evaluated users (e.g. ndcg@10_se)
+USERS = "users"  # the number of users a split's ranking metrics average over
 
 
 def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int,
@@ -121,7 +123,8 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
         relevant = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
-    eval_users = relevant.select(S.USER_IDX).distinct()
+    eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)
+    relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
     for name, (users_df, items_pdf, *mlp) in candidates.items():
         users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
         recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *mlp).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
@@ -130,7 +133,22 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
                  name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
         rows += [(split, name, f"{metric}@{cfg.k}" if metric != "coverage" else metric, float(m[metric]))
                  for metric in RANKING]
+        rows += [(split, name, f"{metric}@{cfg.k}{SE}", float(m[f"{metric}_se"])) for metric in RANKING[:-1]]
+        rows.append((split, name, USERS, float(m["users"])))
     return rows
+
+
+def user_sample(users: DataFrame, max_users: int, seed: int) -> DataFrame:
+    """``users`` (user_idx), or when there are more than ``max_users`` (> 0), the ``max_users`` of them first in
+    a seeded hash order: the same users whatever the partitioning, for every candidate and run."""
+    if not max_users:
+        return users
+    n = users.count()
+    if n <= max_users:
+        return users
+    log.info("evaluate: ranking metrics on a seeded sample of %d of %d users (evaluate.max_users)", max_users, n)
+    key = F.xxhash64(S.USER_IDX, F.lit(seed))
+    return users.orderBy(key, S.USER_IDX).limit(max_users)
 
 
 def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict) -> list[tuple]:
@@ -163,7 +181,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
-        settings = json.dumps({"k": e.k, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_regs": e.als_implicit_regs,
+        settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_regs": e.als_implicit_regs,
                                                  "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed,
                                                  **chosen},
                                "bias_reg": 10.0, "model": kind.name, "relevance_threshold": e.relevance_threshold})
