@@ -1,0 +1,129 @@
+"""Training input speed: the production path (Petastorm over parquet shards) against the same model fed from
+in-memory numpy arrays.
+
+Synthetic ratings (skewed item popularity) are written as train shards by the shards stage's own writer
+(``stages.shards.write_split``: seeded shuffled order, ``shards.rows_per_file``, ``shards.row_group_mb``). For each
+model kind, two runs of the same model, batch size and number of steps:
+  - petastorm: ``feed.reader`` + ``feed.dataset`` (rebatched to fixed batches), what ``models.keras_fit`` trains
+    from, including the kind's own batch transform (bpr's negatives);
+  - memory: the same rows as numpy arrays in a ``tf.data.Dataset.from_tensor_slices(...).batch().prefetch()``.
+Validation is off in both (it is the same code either way); the first epoch (tracing, reader start) is not
+timed. Prints examples/s of each and the ratio petastorm / memory (target >= 0.9x).
+
+    python bench/train_feed.py [--rows 2000000] [--users 200000] [--items 50000] [--epochs 4] [--kinds softmax dot]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from recjob import config, feed, models  # noqa: E402
+from recjob.artifacts import reader_url  # noqa: E402
+from recjob.models import keras_fit  # noqa: E402
+
+
+def write_shards(spark, path: str, rows: int, users: int, items: int, seed: int, cfg) -> tuple:
+    """Train shards of ``rows`` synthetic ratings (item popularity skewed: item = items * u^3), written by the
+    shards stage's writer; returns the rows as read back (pandas, in file order) and the number of files."""
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    from recjob import schema as S
+    from recjob.stages import shards
+
+    df = spark.range(rows).select(
+        (F.rand(seed) * users).cast("int").alias(S.USER_IDX),
+        (F.pow(F.rand(seed + 1), 3) * items).cast("int").alias(S.ITEM_IDX),
+        (F.floor(F.rand(seed + 2) * 5) + 1).cast("float").alias(S.LABEL))
+    files = shards.write_split(df, path, rows, cfg.shards, cfg.shards.seed)
+    return pq.read_table(path).to_pandas(), files
+
+
+class EpochTimes:
+    def __init__(self):
+        import keras
+
+        times = self.times = []
+
+        class Cb(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append(time.perf_counter() - self.t0)
+
+        self.callback = Cb()
+
+
+def run(kind_name: str, source: str, url: str, pdf, data, epochs: int) -> float:
+    """Examples per second over epochs 2..epochs."""
+    import keras
+    import tensorflow as tf
+
+    from recjob.models.base import ITEM_IN, USER_IN
+
+    cfg = config.load(None, [f"train.model={kind_name}"]).train
+    kind = models.get(kind_name)
+    keras.utils.set_random_seed(cfg.seed)
+    model = kind.build(data, cfg)
+    batch = keras_fit.batch_size(data.train_rows, cfg)
+    steps = data.train_rows // batch
+    timer = EpochTimes()
+    if source == "petastorm":
+        with feed.reader(url, None, cfg.seed, cfg.reader_workers, shuffle=True) as r:
+            model.fit(kind.prepare(feed.dataset(r, batch), data, cfg), epochs=epochs, steps_per_epoch=steps,
+                      callbacks=[timer.callback], verbose=0, shuffle=False)
+    else:
+        x = {USER_IN: pdf[USER_IN].to_numpy(np.int32), ITEM_IN: pdf[ITEM_IN].to_numpy(np.int32)}
+        ds = (tf.data.Dataset.from_tensor_slices((x, pdf[feed.LABEL].to_numpy(np.float32)))
+              .repeat().batch(batch).prefetch(2))
+        model.fit(kind.prepare(ds, data, cfg), epochs=epochs, steps_per_epoch=steps, callbacks=[timer.callback],
+                  verbose=0, shuffle=False)
+    timed = timer.times[1:]
+    return steps * batch * len(timed) / sum(timed)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--users", type=int, default=200_000)
+    p.add_argument("--items", type=int, default=50_000)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--kinds", nargs="*", default=["softmax", "dot"])
+    p.add_argument("--master", default="local[2]")
+    args = p.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from recjob import session
+
+    tmp = tempfile.mkdtemp(prefix="recjob-train-feed-")
+    try:
+        cfg = config.load(None, [f"data_dir={tmp}", f"spark.master={args.master}", "spark.conf.spark.ui.enabled=false"])
+        spark = session.session(cfg)
+        path = f"{tmp}/shards/train"
+        t0 = time.perf_counter()
+        pdf, files = write_shards(spark, path, args.rows, args.users, args.items, 1, cfg)
+        spark.stop()
+        print(f"shards: {args.rows:,} rows, {args.users:,} users x {args.items:,} items, {files} files "
+              f"({cfg.shards.row_group_mb} MB row groups) in {time.perf_counter() - t0:.1f}s")
+        data = models.TrainingData(reader_url(path), reader_url(path), args.rows, args.users, args.items,
+                                   float(pdf[feed.LABEL].mean()), 10)
+        for kind in args.kinds:
+            speed = {source: run(kind, source, reader_url(path), pdf, data, args.epochs)
+                     for source in ("memory", "petastorm")}
+            print(f"{kind:8s} memory {speed['memory']:>10,.0f} examples/s   petastorm {speed['petastorm']:>10,.0f} "
+                  f"examples/s   ratio {speed['petastorm'] / speed['memory']:.2f}x (target >= 0.9x)", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
