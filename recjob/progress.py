@@ -38,15 +38,16 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def stage_lines(tracker, started: dict, now: float) -> list[str]:
-    """One line per active Spark stage: tasks done / total, rate since first seen, ETA. ``started`` maps a
-    stage id to (time first seen, tasks done then) and is updated."""
+def stage_lines(tracker, started: dict, now: float, since: float) -> list[str]:
+    """One line per active Spark stage: tasks done / total, rate, ETA. ``started`` maps a stage id to (time,
+    tasks done then) and is updated: a stage not seen before started after the previous poll at ``since`` with
+    none done, so its rate is counted from then (a lower bound on the rate, an upper bound on the ETA)."""
     lines = []
     for sid in sorted(tracker.getActiveStageIds()):
         info = tracker.getStageInfo(sid)
         if info is None or info.numTasks <= 0:
             continue
-        t0, done0 = started.setdefault(sid, (now, info.numCompletedTasks))
+        t0, done0 = started.setdefault(sid, (since, 0))
         rate, left = eta(info.numCompletedTasks - done0, info.numTasks - done0, now - t0)
         name = (info.name or "").split(" at ")[0]
         lines.append(f"Spark stage {sid} ({name}): {info.numCompletedTasks}/{info.numTasks} tasks, "
@@ -65,10 +66,13 @@ def spark_progress(spark, label: str, every_s: float = 30.0) -> Iterator[None]:
     started: dict = {}
 
     def watch():
+        since = time.monotonic()
         while not stop.wait(every_s):
             try:
-                for line in stage_lines(tracker, started, time.monotonic()):
+                now = time.monotonic()
+                for line in stage_lines(tracker, started, now, since):
                     log.info("%s: %s", label, line)
+                since = now
             except Exception as exc:  # the session went away: progress is not worth a failure
                 log.debug("progress: %s", exc)
                 return

@@ -18,10 +18,11 @@ def test_stage_lines_from_the_status_tracker():
              4: SimpleNamespace(numTasks=0, numCompletedTasks=0, name="empty")}
     tracker = SimpleNamespace(getActiveStageIds=lambda: [4, 3], getStageInfo=infos.get)
     started = {}
-    assert progress.stage_lines(tracker, started, 100.0) == [
-        "Spark stage 3 (mapInPandas): 2/8 tasks, 0.00 tasks/s, ETA unknown"]
+    # first seen at 100 s with 2 done: it started after the previous poll (96 s), so at least 0.5 tasks/s
+    assert progress.stage_lines(tracker, started, 100.0, 96.0) == [
+        "Spark stage 3 (mapInPandas): 2/8 tasks, 0.50 tasks/s, ETA 12s"]
     infos[3].numCompletedTasks = 5
-    assert progress.stage_lines(tracker, started, 106.0) == [
+    assert progress.stage_lines(tracker, started, 106.0, 100.0) == [
         "Spark stage 3 (mapInPandas): 5/8 tasks, 0.50 tasks/s, ETA 6s"]
 
 

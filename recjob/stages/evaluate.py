@@ -72,21 +72,35 @@ def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFra
                       cfg: EvaluateConfig, block: int) -> tuple:
     """ALS implicit fitted once per regParam of cfg.als_implicit_regs; returns (model, regParam,
     {regParam: validation NDCG@k}, the chosen model's validation rows named "als_implicit"), the one with the
-    best validation NDCG@k chosen. Without a validation split or with one regParam: the first, no rows."""
+    best validation NDCG@k chosen. Without a validation split or with one regParam: the first, no rows.
+
+    With more train users than cfg.als_grid_users (> 0), the grid is fitted and compared on a seeded sample of
+    that many users (their train and validation rows) and only the chosen regParam is fitted on the whole train
+    split (its validation rows are then measured like the other candidates': none returned here)."""
     regs = list(cfg.als_implicit_regs)
     if validation is None or len(regs) == 1:
         return als_model(train, cfg, True, regs[0]), regs[0], {}, []
-    seen = train.select(S.USER_IDX, S.ITEM_IDX)
+    grid_train, grid_validation = train, validation
+    sample = user_sample(train.select(S.USER_IDX).distinct(), cfg.als_grid_users, cfg.seed, "evaluate.als_grid_users")
+    subsampled = cfg.als_grid_users > 0 and sample.count() < train.select(S.USER_IDX).distinct().count()
+    if subsampled:
+        grid_train = train.join(sample, S.USER_IDX, "left_semi").cache()
+        grid_validation = validation.join(sample, S.USER_IDX, "left_semi")
+        log.info("evaluate: the ALS implicit regParam grid on those users, the chosen value then on every user")
+    seen = grid_train.select(S.USER_IDX, S.ITEM_IDX)
     best, scores = None, {}
     for reg in regs:
-        model = als_model(train, cfg, True, reg)
-        rows = evaluate_split(spark, S.VALIDATION, validation, seen, {f"als_implicit(reg={reg:g})": als_factors(model)},
-                              n_items, cfg, block)
+        model = als_model(grid_train, cfg, True, reg)
+        rows = evaluate_split(spark, S.VALIDATION, grid_validation, seen,
+                              {f"als_implicit(reg={reg:g})": als_factors(model)}, n_items, cfg, block)
         scores[reg] = next(value for _, _, metric, value in rows if metric == f"ndcg@{cfg.k}")
         if best is None or scores[reg] > scores[best[1]]:
             best = (model, reg, [(split, "als_implicit", metric, value) for split, _, metric, value in rows])
     log.info("evaluate: ALS implicit regParam %g chosen on validation NDCG@%d (%s)", best[1], cfg.k,
              ", ".join(f"{r:g}: {v:.4f}" for r, v in scores.items()))
+    if subsampled:
+        grid_train.unpersist()
+        return als_model(train, cfg, True, best[1]), best[1], scores, []
     return best[0], best[1], scores, best[2]
 
 
@@ -138,7 +152,7 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     return rows
 
 
-def user_sample(users: DataFrame, max_users: int, seed: int) -> DataFrame:
+def user_sample(users: DataFrame, max_users: int, seed: int, setting: str = "evaluate.max_users") -> DataFrame:
     """``users`` (user_idx), or when there are more than ``max_users`` (> 0), the ``max_users`` of them first in
     a seeded hash order: the same users whatever the partitioning, for every candidate and run."""
     if not max_users:
@@ -146,7 +160,7 @@ def user_sample(users: DataFrame, max_users: int, seed: int) -> DataFrame:
     n = users.count()
     if n <= max_users:
         return users
-    log.info("evaluate: ranking metrics on a seeded sample of %d of %d users (evaluate.max_users)", max_users, n)
+    log.info("evaluate: a seeded sample of %d of %d users (%s)", max_users, n, setting)
     key = F.xxhash64(S.USER_IDX, F.lit(seed))
     return users.orderBy(key, S.USER_IDX).limit(max_users)
 
@@ -208,7 +222,8 @@ def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, 
     n_items = train.select(S.ITEM_IDX).distinct().count()
     als_exp = als_model(train, e, False, e.als_reg)
     als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, block)
-    chosen = {"als_implicit_reg": reg, "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()}}
+    chosen = {"als_implicit_reg": reg, "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()},
+              "als_grid_users": e.als_grid_users}
     candidates = {"model": model, "popularity": popularity_factors(train, users), "als_implicit": als_factors(als_imp)}
     rows: list[tuple] = []
     seen = train.select(S.USER_IDX, S.ITEM_IDX)

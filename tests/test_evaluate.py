@@ -1,0 +1,34 @@
+"""The ALS implicit baseline's regParam grid: on every user for small data, on a user sample above
+evaluate.als_grid_users, the chosen value then fitted on every user."""
+import numpy as np
+import pandas as pd
+
+from recjob import schema as S
+from recjob.config import EvaluateConfig
+from recjob.stages import evaluate
+
+
+def _frames(spark, n_users=300, n_items=40, rows=4000, seed=5):
+    rng = np.random.default_rng(seed)
+    pairs = pd.DataFrame({S.USER_IDX: rng.integers(0, n_users, rows).astype(np.int32),
+                          S.ITEM_IDX: (rng.zipf(1.5, rows) % n_items).astype(np.int32)}).drop_duplicates()
+    pairs[S.LABEL] = np.float32(4.0)
+    held = rng.random(len(pairs)) < 0.2
+    return spark.createDataFrame(pairs[~held]), spark.createDataFrame(pairs[held]), n_items
+
+
+def test_the_grid_runs_on_a_user_sample_above_the_cap(spark):
+    train, validation, n_items = _frames(spark)
+    n_train_users = train.select(S.USER_IDX).distinct().count()
+    common = dict(als_rank=4, als_iterations=3, als_implicit_regs=(0.1, 10.0), k=5)
+    model, reg, grid, rows = evaluate.best_als_implicit(spark, train, validation, n_items,
+                                                         EvaluateConfig(als_grid_users=0, **common), 64)
+    assert set(grid) == {0.1, 10.0} and reg in grid and grid[reg] == max(grid.values())
+    assert rows and {r[1] for r in rows} == {"als_implicit"}  # measured on every user: reused
+    assert model.userFactors.count() == n_train_users
+
+    model, reg, grid, rows = evaluate.best_als_implicit(spark, train, validation, n_items,
+                                                         EvaluateConfig(als_grid_users=100, **common), 64)
+    assert set(grid) == {0.1, 10.0} and grid[reg] == max(grid.values())
+    assert rows == []  # chosen on the sample: the full fit is measured with the other candidates
+    assert model.userFactors.count() == n_train_users  # the chosen regParam fitted on every user
