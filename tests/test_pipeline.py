@@ -89,7 +89,9 @@ def test_ranking_model_beats_popularity_and_als(spark, e2e):
     assert settings["als"]["als_implicit_reg"] in (0.1, 1.0, 10.0)  # chosen on validation, recorded
     assert set(settings["als"]["als_implicit_validation_ndcg"]) == {"0.1", "1", "10"}
     val = _evaluation(spark, cfg, "validation")["als_implicit"]  # the chosen fit's rows, measured once
-    assert set(val) == {"hr@10", "precision@10", "recall@10", "ndcg@10", "map@10", "coverage"}
+    metrics = {"hr@10", "precision@10", "recall@10", "ndcg@10", "map@10"}
+    assert set(val) == metrics | {f"{m}_se" for m in metrics} | {"coverage", "users"}  # each with its standard error
+    assert 0 < val["ndcg@10_se"] < val["ndcg@10"] and val["users"] == _evaluation(spark, cfg, "validation")["model"]["users"]
     assert val["ndcg@10"] == settings["als"]["als_implicit_validation_ndcg"][f"{settings['als']['als_implicit_reg']:g}"]
     assert val["ndcg@10"] == max(settings["als"]["als_implicit_validation_ndcg"].values())
     assert (Path(cfg.data_dir) / "checkpoints").is_dir()
