@@ -109,6 +109,8 @@ def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark):
         assert abs(sampled[metric] - exact[metric]) < 4 * sampled[metric + "_se"], metric
         # the standard error shrinks with the users evaluated
         assert exact[metric + "_se"] < sampled[metric + "_se"]
-    sample = evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), 100, 42)
-    assert sample.count() == 100 and set(r[0] for r in sample.collect()) == set(
-        r[0] for r in evaluate.user_sample(heldout.select(S.USER_IDX).distinct().repartition(5), 100, 42).collect())
+    sample, sampled_any = evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), 100, 42)
+    repartitioned, _ = evaluate.user_sample(heldout.select(S.USER_IDX).distinct().repartition(5), 100, 42)
+    assert sampled_any and sample.count() == 100
+    assert set(r[0] for r in sample.collect()) == set(r[0] for r in repartitioned.collect())
+    assert evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), n, 42)[1] is False

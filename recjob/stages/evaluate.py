@@ -81,8 +81,8 @@ def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFra
     if validation is None or len(regs) == 1:
         return als_model(train, cfg, True, regs[0]), regs[0], {}, []
     grid_train, grid_validation = train, validation
-    sample = user_sample(train.select(S.USER_IDX).distinct(), cfg.als_grid_users, cfg.seed, "evaluate.als_grid_users")
-    subsampled = cfg.als_grid_users > 0 and sample.count() < train.select(S.USER_IDX).distinct().count()
+    sample, subsampled = user_sample(train.select(S.USER_IDX).distinct(), cfg.als_grid_users, cfg.seed,
+                                     "evaluate.als_grid_users")
     if subsampled:
         grid_train = train.join(sample, S.USER_IDX, "left_semi").cache()
         grid_validation = validation.join(sample, S.USER_IDX, "left_semi")
@@ -137,7 +137,7 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
         relevant = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
-    eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)
+    eval_users, _ = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)
     relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
     for name, (users_df, items_pdf, *mlp) in candidates.items():
         users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
@@ -152,17 +152,18 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     return rows
 
 
-def user_sample(users: DataFrame, max_users: int, seed: int, setting: str = "evaluate.max_users") -> DataFrame:
-    """``users`` (user_idx), or when there are more than ``max_users`` (> 0), the ``max_users`` of them first in
-    a seeded hash order: the same users whatever the partitioning, for every candidate and run."""
+def user_sample(users: DataFrame, max_users: int, seed: int,
+                setting: str = "evaluate.max_users") -> tuple[DataFrame, bool]:
+    """(``users`` (user_idx), False), or when there are more than ``max_users`` (> 0), (the ``max_users`` of them
+    first in a seeded hash order, True): the same users whatever the partitioning, for every candidate and run."""
     if not max_users:
-        return users
+        return users, False
     n = users.count()
     if n <= max_users:
-        return users
+        return users, False
     log.info("evaluate: a seeded sample of %d of %d users (%s)", max_users, n, setting)
     key = F.xxhash64(S.USER_IDX, F.lit(seed))
-    return users.orderBy(key, S.USER_IDX).limit(max_users)
+    return users.orderBy(key, S.USER_IDX).limit(max_users), True
 
 
 def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict) -> list[tuple]:
