@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DS ?= $(shell date -u +%F)
 
-.PHONY: demo test test-slow test-all install bench clean
+.PHONY: demo test test-slow test-all install bench dist clean
 
 $(STAMP): setup.py requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-all: $(STAMP)  # both tiers, as CI runs them
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/topk.py
+
+dist: $(STAMP)  # the package for spark-submit --py-files (a .zip: Spark does not put .whl on the executors' path)
+	rm -rf dist build
+	$(BIN)/pip wheel --quiet --no-deps -w dist .
+	cp dist/recjob-*.whl dist/recjob.zip
 
 clean:
 	rm -rf recjob-data airflow-home metastore_db derby.log spark-warehouse

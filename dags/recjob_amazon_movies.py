@@ -11,7 +11,7 @@ so the same file serves the embedded default and a cluster:
   RECJOB_SPARK_CONN_ID  Airflow connection of the Spark master (default: spark_default)
   RECJOB_PYTHON         Python of the job runtime, for the driver and executors (default: python3 on PATH)
   RECJOB_BIN            folder put first on PATH for spark-submit, e.g. the job venv's bin (default: none)
-  RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob-0.1.0-py3-none-any.whl (default: none)
+  RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob.zip (default: none)
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
 
 Run settings (input, time window, top-N, model) are DAG params, defaulting to the values in RECJOB_CONF.

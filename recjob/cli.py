@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--out", help="folder (default: data_dir/raw, where input.* point by default)")
     sub.add_parser("models", help="print the model kinds of the registry (train.model) as a Markdown table")
+    sub.add_parser("spark-conf", parents=[common],
+                   help="print the Spark settings of this config as a properties file (spark-submit "
+                        "--properties-file), secrets included: write it to a file only you can read")
     r = sub.add_parser("run", parents=[with_ds], help="run the stages in order")
     r.add_argument("--from", dest="first", choices=ORDER, default=ORDER[0])
     r.add_argument("--to", dest="last", choices=ORDER, default=ORDER[-1])
@@ -123,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = C.load(args.conf, args.set)
+        if args.command == "spark-conf":
+            from recjob import session
+
+            for key, value in session.spark_conf(cfg).items():
+                print(f"{key} {value}")
+            return 0
         if args.command == "generate":
             generate(cfg, args.out or os.path.dirname(cfg.path(cfg.input.reviews)), args.reviews, args.users,
                      args.items, args.seed)

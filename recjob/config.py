@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import datetime as dt
 import logging
 import math
@@ -17,8 +18,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 from recjob import models
 
@@ -55,7 +54,11 @@ class IngestConfig:
 class SparkConfig:
     master: str = "local[*]"  # ignored when spark-submit already set a master
     app_name: str = "recjob"
-    metastore: str = "derby"  # derby: embedded metastore under data_dir; external: hive-site / spark conf
+    # derby: embedded metastore under data_dir (one process at a time); postgres: Spark's built-in Hive metastore
+    # client on a PostgreSQL database, RECJOB_METASTORE_URL / _USER / _PASSWORD from the environment (see
+    # METASTORE_CONF); external: whatever hive-site.xml or spark.conf says (e.g. a thrift metastore service)
+    metastore: str = "derby"
+    jdbc_jar: str = "/usr/share/java/postgresql.jar"  # postgres: the JDBC driver (Debian libpostgresql-jdbc-java)
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -265,8 +268,8 @@ def _check(cfg: Config) -> Config:
         problems.append("evaluate.als_reg and evaluate.als_implicit_regs must be >= 0")
     if cfg.input.format not in ("amazon", "movielens"):
         problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
-    if cfg.spark.metastore not in ("derby", "external"):
-        problems.append(f"spark.metastore={cfg.spark.metastore!r} must be 'derby' or 'external'")
+    if cfg.spark.metastore not in METASTORES:
+        problems.append(f"spark.metastore={cfg.spark.metastore!r} must be one of {', '.join(METASTORES)}")
     if not IDENTIFIER.fullmatch(cfg.database):
         problems.append(f"database={cfg.database!r} must be a plain ASCII identifier (letters, digits, _)")
     if problems:
@@ -274,24 +277,43 @@ def _check(cfg: Config) -> Config:
     return cfg
 
 
-class _Loader(yaml.SafeLoader):
+class YamlError(ValueError):
+    """Text that is not valid YAML (PyYAML's error, wrapped: this module imports PyYAML only when parsing, so
+    that the executors, which unpickle functions of modules that import this one, need no PyYAML)."""
+
+    def __init__(self, exc: Exception):
+        super().__init__(str(exc))
+        self.problem = getattr(exc, "problem", None)
+
+
+@functools.lru_cache(maxsize=1)
+def _loader() -> type:
     """YAML as people write settings: ``1e-9`` is a number (YAML 1.1 wants ``1.0e-9``), and dates stay text
     (checked by the settings that hold them, with the key in the message, instead of failing in the parser)."""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
-                |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
+                    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
 
 
 def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise YamlError(exc) from None
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -368,7 +390,7 @@ def parse_overrides(items: list[str] | None) -> dict:
             parts = ["spark", "conf", ".".join(parts[2:])]  # spark.conf.spark.sql.x=1
         try:
             value = _yaml(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
+        except YamlError as exc:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc.problem or exc})") from None
         if parts[-1] in ("start", "end") and isinstance(value, dt.date):
             value = value.isoformat()
@@ -391,6 +413,28 @@ def _dates_to_str(node: Any) -> Any:
 # environment, written ${VAR}, never from a committed file or a command line that a scheduler logs.
 SECRET_KEY = re.compile(r"(?i)secret|password|token|credential|access[._-]?key")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+METASTORES = ("derby", "postgres", "external")
+
+# spark.metastore=postgres: Spark's built-in Hive metastore client on PostgreSQL. The connection comes from the
+# environment (an Airflow connection's fields, or `deploy/services.sh env` for the local one), never from a file;
+# the schema is created on first use. Keys set in spark.conf win.
+METASTORE_CONF = {
+    "postgres": {
+        "spark.hadoop.javax.jdo.option.ConnectionURL": "${RECJOB_METASTORE_URL}",
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": "${RECJOB_METASTORE_USER}",
+        "spark.hadoop.javax.jdo.option.ConnectionPassword": "${RECJOB_METASTORE_PASSWORD}",
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        # The schema is created on first use, table by table. Not its foreign keys: adding one while another
+        # connection of the same client holds a transaction on the referenced table deadlocks on PostgreSQL
+        # (ALTER TABLE "TBL_PRIVS" ADD CONSTRAINT ... waits on an INSERT INTO "PARTITION_KEYS" forever).
+        "spark.hadoop.datanucleus.schema.autoCreateTables": "true",
+        "spark.hadoop.datanucleus.schema.autoCreateColumns": "true",
+        "spark.hadoop.datanucleus.schema.autoCreateConstraints": "false",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+    },
+}
 
 
 def _resolve_secrets(conf: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -419,13 +463,20 @@ def load(path: str | None = None, overrides: list[str] | None = None,
                 values = _yaml(fh.read()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
+        except YamlError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     values = _merge(_dates_to_str(values), parse_overrides(overrides))
     cfg = _check(_build(Config, values, ""))
-    conf = _resolve_secrets(cfg.spark.conf, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    conf = {**METASTORE_CONF.get(cfg.spark.metastore, {}), **cfg.spark.conf}
+    unset = [ref for key, value in conf.items() if key not in cfg.spark.conf
+             for ref in ENV_REF.findall(value) if ref not in environ]
+    if unset:
+        raise ConfigError(f"spark.metastore={cfg.spark.metastore} needs {', '.join(unset)} in the environment (the "
+                          f"Airflow connection's fields, or `source <(deploy/services.sh env)` for the local one)")
+    conf = _resolve_secrets(conf, environ)
     cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
     t = cfg.train
     resolved = {k: v for k, v in models.get(t.model).defaults.items() if getattr(t, k) is None}

@@ -9,7 +9,7 @@ from pathlib import Path
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from recjob.config import Config
+from recjob.config import Config, ConfigError
 from recjob.locks import Busy
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 
 class MetastoreBusy(Busy):
     """The embedded (Derby) metastore is open in another process: it admits one at a time."""
+
+class MetastoreUnreachable(RuntimeError):
+    """The configured metastore cannot be used (no JDBC driver, database down)."""
+
 
 # Settings every recjob session needs, whatever the master.
 BASE_CONF = {
@@ -29,8 +33,12 @@ BASE_CONF = {
 
 
 def local_conf(cfg: Config) -> dict[str, str]:
-    """Conf for the embedded default: warehouse and Derby metastore pinned under data_dir."""
+    """Conf that follows from recjob's own settings: the warehouse under data_dir; the Derby metastore pinned
+    there too, or the PostgreSQL JDBC driver on the driver's classpath (read when this process starts the JVM,
+    or from a properties file; under spark-submit it must be given: --driver-class-path)."""
     conf = {"spark.sql.warehouse.dir": cfg.path("warehouse")}
+    if cfg.spark.metastore == "postgres":
+        conf["spark.driver.extraClassPath"] = cfg.spark.jdbc_jar
     if cfg.spark.metastore == "derby":
         db = Path(cfg.path("metastore_db"))
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={db};create=true"
@@ -81,6 +89,34 @@ def check_embedded_metastore(cfg: Config) -> None:
         fcntl.lockf(fh, fcntl.LOCK_UN)
 
 
+def spark_conf(cfg: Config) -> dict[str, str]:
+    """Every Spark setting recjob applies for ``cfg`` (the SQL endpoint is started with the same)."""
+    return {**BASE_CONF, **local_conf(cfg), **dict(cfg.spark.conf)}
+
+
+def check_jdbc_driver(cfg: Config) -> None:
+    """Under spark-submit the JVM is up before recjob can add the JDBC driver: say so plainly when it is missing
+    (the Hive client would fail later with a long DataNucleus trace)."""
+    jvm = SparkContext._jvm
+    if cfg.spark.metastore != "postgres" or jvm is None:
+        return
+    try:
+        jvm.java.lang.Class.forName("org.postgresql.Driver", True, jvm.java.lang.Thread.currentThread().getContextClassLoader())
+    except Exception:  # py4j's Py4JJavaError: ClassNotFoundException
+        raise MetastoreUnreachable(
+            f"spark.metastore=postgres: the PostgreSQL JDBC driver is not on the driver's classpath; give it to "
+            f"spark-submit: --driver-class-path {cfg.spark.jdbc_jar} (Debian package libpostgresql-jdbc-java)") from None
+
+
+def check_py_files(submitted: SparkConf) -> None:
+    """Spark puts --py-files ending in .zip, .egg or .py on the executors' path, but not .whl: every task would
+    fail with "No module named 'recjob'". Refuse it before anything runs."""
+    wheels = [f for f in submitted.get("spark.submit.pyFiles", "").split(",") if f.strip().endswith(".whl")]
+    if wheels:
+        raise ConfigError(f"--py-files {', '.join(wheels)}: Spark does not put .whl files on the executors' Python "
+                          f"path; ship the same archive as a .zip (`make dist` writes dist/recjob.zip)")
+
+
 def session(cfg: Config) -> SparkSession:
     """Build (or get) the session: cfg's master unless spark-submit chose one, Hive catalog, cfg.spark.conf last."""
     if SparkContext._active_spark_context is None:  # else getOrCreate returns that session
@@ -89,10 +125,12 @@ def session(cfg: Config) -> SparkSession:
     if "PYSPARK_GATEWAY_PORT" in os.environ:
         # Launched by spark-submit: connect to its JVM first, so its --master and --conf are visible.
         SparkContext._ensure_initialized()
+        check_jdbc_driver(cfg)
     submitted = SparkConf()
+    check_py_files(submitted)
     if not submitted.contains("spark.master"):
         builder = builder.master(cfg.spark.master)
-    conf = {**BASE_CONF, **local_conf(cfg), **dict(cfg.spark.conf)}
+    conf = spark_conf(cfg)
     if "PYSPARK_PYTHON" not in os.environ and not submitted.contains("spark.pyspark.python"):
         # Python workers must run this interpreter (it has pyarrow, numpy), not whatever python3 is on
         # PATH. pyspark reads only the environment variable here (spark-submit sets it from the conf).

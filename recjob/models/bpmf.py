@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from recjob import bpmf, feed
+from recjob import feed
 from recjob.models.base import ITEM_IN, USER_IN, Fitted, ModelKind
 
 FILE = "bpmf.npz"
@@ -26,6 +26,8 @@ class Bpmf(ModelKind):
         """The epoch log has per sweep the train RMSE of the sample, the validation RMSE of the sample alone
         and of the average of the samples kept so far; the result the validation (RMSE, MAE) of the exported
         factors, exactly as they are scored (float32)."""
+        from recjob import bpmf  # SciPy: only where a bpmf model is fitted, not wherever the registry is read
+
         users, items, ratings = feed.read_ratings(data.train_url, cfg.seed)
         v_users, v_items, v_ratings = feed.read_ratings(data.validation_url, cfg.seed)
         total, kept = np.zeros(len(v_ratings)), 0
