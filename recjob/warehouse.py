@@ -1,7 +1,9 @@
 """Table I/O: every stage writes one ds partition of a catalog table, with overwrite, and reads by ds."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import uuid
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,14 +21,10 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return spark.catalog.tableExists(table)
 
 
-def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[str, ...] = ()) -> int:
-    """Replace the ``ds`` partition of ``table`` with ``df`` (other partitions are kept); return rows written.
-
-    The table is created on first write (parquet, partitioned by ds). Columns are matched by name.
-    """
+def _with_table(df: DataFrame, table: str, ds: str, partition_cols: tuple[str, ...] = ()) -> DataFrame:
+    """``df`` with the ds column, its columns in the table's order; the table created (empty, parquet,
+    partitioned by ds) when it does not exist, refused when it has other columns."""
     spark = df.sparkSession
-    remove_staging_litter(spark, table, ds)
-    log.info("writing %s partition ds=%s", table, ds)
     out = df.withColumn(DS, F.lit(ds))
     parts = [DS, *partition_cols]
     cols = [c for c in out.columns if c not in parts] + parts
@@ -35,13 +33,26 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
         if "." in table:
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {table.split('.')[0]}")
         out.limit(0).write.format("parquet").partitionBy(*parts).saveAsTable(table)
-    else:
-        existing = [f.name for f in spark.table(table).schema.fields]
-        if sorted(existing) != sorted(cols):
-            raise RuntimeError(
-                f"table {table} has columns {existing} but this run writes {cols}; "
-                f"drop the table (DROP TABLE {table}) or use another database")
-        out = out.select(*existing)
+        return out
+    existing = [f.name for f in spark.table(table).schema.fields]
+    if sorted(existing) != sorted(cols):
+        raise RuntimeError(
+            f"table {table} has columns {existing} but this run writes {cols}; "
+            f"drop the table (DROP TABLE {table}) or use another database")
+    return out.select(*existing)
+
+
+def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[str, ...] = ()) -> int:
+    """Replace the ``ds`` partition of ``table`` with ``df`` (other partitions are kept); return rows written.
+
+    The table is created on first write (parquet, partitioned by ds). Columns are matched by name. A reader of
+    the same ds during the write may see it missing or partly written: tables that analysts read while a run
+    goes are written with ``publish_partition``.
+    """
+    spark = df.sparkSession
+    remove_staging_litter(spark, table, ds)
+    log.info("writing %s partition ds=%s", table, ds)
+    out = _with_table(df, table, ds, partition_cols)
     # Dynamic partition overwrite: only the partitions present in `out` are replaced, so readers of
     # other dates are never disturbed. An empty result would replace nothing: drop the old partition.
     if out.isEmpty():
@@ -51,6 +62,59 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
     rows = spark.table(table).where(F.col(DS) == ds).count()
     log.info("wrote %s partition ds=%s: %d rows", table, ds, rows)
     return rows
+
+
+VERSIONS = "_versions"  # under a table's folder: each publish of a ds in its own folder (Spark skips "_" names)
+
+
+def publish_partition(df: DataFrame, table: str, ds: str) -> int:
+    """Replace the ``ds`` partition of ``table`` with ``df`` so that readers never see it missing or half written.
+
+    The rows go to a new folder, ``<table>/_versions/ds=<ds>/<stamp>``; when it is complete, one metastore call
+    points the partition at it (ADD PARTITION the first time, SET LOCATION after), so a query reads either the
+    old or the new folder, whole. The folder it replaced is kept until the next publish of the ds (a query that
+    began before the switch may still be reading it); older ones are removed. Returns the rows published."""
+    spark = df.sparkSession
+    out = _with_table(df, table, ds).drop(DS)
+    root = table_location(spark, table).rstrip("/")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    folder = f"{root}/{VERSIONS}/{DS}={ds}/{stamp}"
+    log.info("writing %s partition ds=%s to %s", table, ds, folder)
+    out.write.parquet(folder)
+    rows = spark.read.parquet(folder).count()
+    previous = partition_location(spark, table, ds)
+    if previous is None:
+        spark.sql(f"ALTER TABLE {table} ADD PARTITION ({DS}='{ds}') LOCATION '{folder}'")
+    else:
+        spark.sql(f"ALTER TABLE {table} PARTITION ({DS}='{ds}') SET LOCATION '{folder}'")
+    spark.catalog.refreshTable(table)
+    log.info("published %s partition ds=%s: %d rows (was %s)", table, ds, rows, previous or "absent")
+    keep = {_norm(folder), _norm(previous or "")}
+    fs, versions = hadoop_fs(spark, f"{root}/{VERSIONS}/{DS}={ds}")
+    for old in ([s.getPath() for s in fs.listStatus(versions)] if fs.exists(versions) else []):
+        if _norm(old.toString()) not in keep:
+            fs.delete(old, True)
+    _, plain = hadoop_fs(spark, f"{root}/{DS}={ds}")  # the folder of a write before publishes were versioned
+    if _norm(plain.toString()) not in keep and fs.exists(plain):
+        fs.delete(plain, True)
+    return rows
+
+
+def _norm(path: str) -> str:
+    """A location without scheme and trailing slash: the metastore says file:/x where Hadoop says file:/x/."""
+    return path.split(":", 1)[-1].lstrip("/").rstrip("/") if path else ""
+
+
+def partition_location(spark: SparkSession, table: str, ds: str) -> str | None:
+    """Where the metastore says the ds partition of ``table`` is (None: no such partition)."""
+    if not table_exists(spark, table):
+        return None
+    rows = spark.sql(f"SHOW PARTITIONS {table} PARTITION ({DS}='{ds}')").collect()
+    if not rows:
+        return None
+    info = spark.sql(f"DESCRIBE FORMATTED {table} PARTITION ({DS}='{ds}')").where(F.col("col_name") == "Location")
+    found = info.collect()
+    return found[0]["data_type"] if found else None
 
 
 STAGING_PREFIX = ".spark-staging-"  # where a dynamic partition overwrite writes before it moves files in place

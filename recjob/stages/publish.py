@@ -1,6 +1,7 @@
 """publish: scores -> the ``recommendations`` table that analysts query (original ids, titles, ranks).
 
-One ds partition per run, replaced on rerun (dynamic partition overwrite), other dates untouched.
+One ds partition per run, replaced on rerun in one metastore step (``warehouse.publish_partition``: analysts who
+query it meanwhile get the old or the new lists, never a missing or half-written partition), other dates untouched.
 Before writing, the quality gate (gate.*) compares the model with the baselines on the validation split
 (evaluate stage), and the scores are checked: ranks 1..n per user with no gaps or duplicates and no duplicate
 items per user. A failed gate or check stops the publish and keeps the previous partitions.
@@ -150,7 +151,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             kept_at = set_aside(cfg, spark, ds)
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
-        n = warehouse.write_partition(recs, cfg.table("recommendations"), ds)
+        n = warehouse.publish_partition(recs, cfg.table("recommendations"), ds)
         record["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
