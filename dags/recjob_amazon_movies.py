@@ -10,6 +10,11 @@ so the same file serves the embedded default and a cluster:
   RECJOB_DATA_DIR       overrides data_dir of that config (give an absolute path or URL; default: none)
   RECJOB_SPARK_CONN_ID  Airflow connection of the Spark master (default: spark_default)
   RECJOB_PYTHON         Python of the job runtime, for the driver and executors (default: python3 on PATH)
+  RECJOB_EXECUTOR_PYTHON  the executors' Python when it differs (numpy, pandas, pyarrow; default: RECJOB_PYTHON)
+  RECJOB_DRIVER_CLASS_PATH  --driver-class-path, e.g. the PostgreSQL JDBC driver for spark.metastore: postgres
+  RECJOB_METASTORE_CONN_ID  Airflow connection (postgres) of the metastore database for spark.metastore: postgres;
+                        its host, port, schema (database), login and password reach the job as environment
+                        variables, masked in Airflow's logs (default: none)
   RECJOB_BIN            folder put first on PATH for spark-submit, e.g. the job venv's bin (default: none)
   RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob.zip (default: none)
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
@@ -34,6 +39,9 @@ HOME = Path(os.environ.get("RECJOB_HOME", Path(__file__).resolve().parents[1]))
 CONF = os.environ.get("RECJOB_CONF", str(HOME / "conf" / "local.yaml"))
 CONN_ID = os.environ.get("RECJOB_SPARK_CONN_ID", "spark_default")
 PYTHON = os.environ.get("RECJOB_PYTHON", "python3")
+EXECUTOR_PYTHON = os.environ.get("RECJOB_EXECUTOR_PYTHON") or PYTHON
+DRIVER_CLASS_PATH = os.environ.get("RECJOB_DRIVER_CLASS_PATH") or None
+METASTORE_CONN_ID = os.environ.get("RECJOB_METASTORE_CONN_ID", "")
 BIN = os.environ.get("RECJOB_BIN", "")
 PY_FILES = os.environ.get("RECJOB_PY_FILES") or None
 DATA_DIR = os.environ.get("RECJOB_DATA_DIR", "")
@@ -118,7 +126,15 @@ JOB_ARGS = [
     "--set", "train.factors={{ params.factors | default('null', true) }}",
 ] + (["--set", f"data_dir={DATA_DIR}"] if DATA_DIR else [])
 
-ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
+ENV = {"PYSPARK_PYTHON": EXECUTOR_PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
+if METASTORE_CONN_ID:  # rendered at run time from the connection: never in the DAG file or on a command line
+    _conn = f"conn['{METASTORE_CONN_ID}']"
+    ENV.update({
+        "RECJOB_METASTORE_URL": f"jdbc:postgresql://{{{{ {_conn}.host }}}}:{{{{ {_conn}.port or 5432 }}}}/"
+                                f"{{{{ {_conn}.schema }}}}",
+        "RECJOB_METASTORE_USER": f"{{{{ {_conn}.login }}}}",
+        "RECJOB_METASTORE_PASSWORD": f"{{{{ {_conn}.password }}}}",
+    })
 if BIN:
     ENV["PATH"] = f"{BIN}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
 
@@ -158,8 +174,9 @@ with DAG(
             application=str(HOME / "jobs" / f"{stage}.py"),
             application_args=JOB_ARGS,
             py_files=PY_FILES,
+            driver_class_path=DRIVER_CLASS_PATH,
             name=f"recjob-{stage}-{{{{ ds }}}}",
-            conf={"spark.pyspark.python": PYTHON,
+            conf={"spark.pyspark.python": EXECUTOR_PYTHON, "spark.pyspark.driver.python": PYTHON,
                   "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J}"},
             env_vars=ENV,
         )

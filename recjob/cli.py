@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -139,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         from recjob import locks, pipeline
         from recjob import session
 
-        def locked(spark):  # one run per ds at a time
-            return locks.ds_lock(spark, cfg.path("locks"), args.ds, f"recjob {args.command}")
+        @contextlib.contextmanager
+        def locked(spark):  # one run per ds at a time: a lock file under data_dir, and one in the metastore's DB
+            what = f"recjob {args.command}"
+            with locks.ds_lock(spark, cfg.path("locks"), args.ds, what), \
+                    locks.metastore_lock(spark, dict(cfg.spark.conf), cfg.database, args.ds, what):
+                yield
 
         if args.command == "demo":
             if not os.path.exists(cfg.path(cfg.input.reviews)):

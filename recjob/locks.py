@@ -102,3 +102,41 @@ def ds_lock(spark: SparkSession, lock_dir: str, ds: str, what: str,
             fs.delete(hpath, False)
         except Exception:  # noqa: BLE001
             log.warning("could not remove the lock %s: the next run takes it over once stale", path)
+
+
+@contextlib.contextmanager
+def metastore_lock(spark: SparkSession, conf: dict, database: str, ds: str, what: str) -> Iterator[str | None]:
+    """With the metastore on PostgreSQL, also hold a session advisory lock on (database, ds) in the metastore's
+    database while the block runs: two runs of one ds that share the catalog but not data_dir (and so not the
+    lock file) are refused too. PostgreSQL releases it when the connection ends, so a killed run frees it at once.
+    ``conf``: the resolved Spark settings (javax.jdo connection URL, user, password). Yields the lock's name."""
+    url = conf.get("spark.hadoop.javax.jdo.option.ConnectionURL", "")
+    if not url.startswith("jdbc:postgresql:"):
+        yield None
+        return
+    jvm = spark.sparkContext._jvm
+    name = f"recjob {database} ds={ds}"
+    props = jvm.java.util.Properties()
+    props.setProperty("user", conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""))
+    props.setProperty("password", conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""))
+    since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    props.setProperty("ApplicationName", f"{name}: {what} (pid {os.getpid()} on {socket.gethostname()}, since {since})"[:63])
+    jvm.java.lang.Class.forName("org.postgresql.Driver")
+    conn = jvm.java.sql.DriverManager.getConnection(url, props)
+    try:
+        query = conn.prepareStatement("SELECT pg_try_advisory_lock(hashtext(?))")
+        query.setString(1, name)
+        result = query.executeQuery()
+        result.next()
+        if not result.getBoolean(1):
+            holders = conn.prepareStatement("SELECT application_name FROM pg_stat_activity "
+                                            "WHERE application_name LIKE ? AND pid <> pg_backend_pid()")
+            holders.setString(1, name + ":%")
+            found = holders.executeQuery()
+            holder = found.getString(1) if found.next() else "another run"
+            raise Busy(f"ds={ds} of database {database} is being run by {holder.split(': ', 1)[-1]} (a lock in the "
+                       f"metastore database); wait for it to finish: the lock goes with its connection")
+        log.info("holding the metastore lock %r", name)
+        yield name
+    finally:
+        conn.close()  # ends the session: releases the advisory lock

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recjob import datagen
+from recjob import datagen, warehouse
 from recjob.stages import ORDER
 
 pytestmark = pytest.mark.slow
@@ -94,10 +94,18 @@ def runs(tmp_path_factory):
     return base, logs
 
 
+def _partition(table: Path) -> Path | None:
+    """The ds partition's folder: ``ds=...`` (rewritten in place), or for a published table the newest of its
+    versions (``_versions/ds=.../<stamp>``; the one the metastore points at, as nothing newer is left)."""
+    if (table / f"ds={DS}").is_dir():
+        return table / f"ds={DS}"
+    versions = sorted((table / warehouse.VERSIONS / f"ds={DS}").glob("*"))
+    return versions[-1] if versions else None
+
+
 def _tables(spark, data: Path) -> dict:
     root = data / "warehouse" / "recjob.db"
-    return {t.name: spark.read.parquet(str(t / f"ds={DS}")) for t in sorted(root.iterdir())
-            if (t / f"ds={DS}").is_dir()}
+    return {t.name: spark.read.parquet(str(_partition(t))) for t in sorted(root.iterdir()) if _partition(t)}
 
 
 def _normal(df):
@@ -129,6 +137,9 @@ def test_no_litter_is_left_or_read(runs):
     litter = [p for p in (base / "crashed" / "data").rglob("*")
               if p.name.startswith((".spark-staging-", "_temporary")) or p.name.endswith((".tmp", ".staging"))]
     assert litter == []
+    # the killed publish's half-written version folder was removed by the rerun's publish
+    published = base / "crashed" / "data" / "warehouse" / "recjob.db" / "recommendations" / warehouse.VERSIONS
+    assert len(list((published / f"ds={DS}").iterdir())) == 1
     assert not list((base / "crashed" / "data" / "locks").glob("*.lock"))  # every lock released or taken over
 
 

@@ -1,0 +1,196 @@
+"""Production shape on one machine (deploy/services.sh): a private PostgreSQL holding the Hive metastore, a Spark
+standalone master with two one-core workers whose Python has no recjob (it comes with --py-files), and the
+Spark Thrift Server over the same metastore.
+
+One run of the whole pipeline is submitted to the cluster (spark-submit jobs/run.py), then the Airflow DAG reruns
+the same ds with top_n 5 instead of 10, every task a spark-submit to the cluster. Meanwhile an analyst's beeline
+queries ``recjob.recommendations`` by name, again and again: with the embedded metastore that query and the run
+would lock each other out; here every read must succeed and return one complete published version (ten or five
+lists per user, all users), never a missing or half-written partition.
+
+Needs the PostgreSQL server and its JDBC driver (Debian: postgresql, libpostgresql-jdbc-java; .ci/run installs
+them); skipped with a message without them, unless RECJOB_REQUIRE_SERVICES=1 (CI), where that fails instead.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # about eight minutes: services, one pipeline and one DAG run on the cluster
+
+BIN = Path(sys.executable).parent
+SERVICES = ROOT / "deploy" / "services.sh"
+JDBC_JAR = os.environ.get("RECJOB_JDBC_JAR", "/usr/share/java/postgresql.jar")
+BEELINE = Path(__import__("pyspark").__file__).parent / "bin" / "beeline"  # shipped in pip's pyspark
+DS = "2026-01-04"
+PORTS = {"RECJOB_PG_PORT": "55442", "RECJOB_SPARK_MASTER_PORT": "7087", "RECJOB_SPARK_MASTER_UI_PORT": "18090",
+         "RECJOB_THRIFT_PORT": "10011"}
+
+
+def _missing() -> str | None:
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        return "no PostgreSQL server (Debian package postgresql)"
+    if not Path(JDBC_JAR).exists():
+        return f"no PostgreSQL JDBC driver at {JDBC_JAR} (Debian package libpostgresql-jdbc-java)"
+    if shutil.which("spark-submit", path=str(BIN)) is None:
+        return f"spark-submit not found in {BIN}"
+    if importlib.util.find_spec("airflow") is None or importlib.util.find_spec("airflow.providers.apache.spark") is None:
+        return "Airflow and its Spark provider are not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    missing = _missing()
+    if missing:
+        if os.environ.get("RECJOB_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"RECJOB_REQUIRE_SERVICES=1 but {missing}")
+        pytest.skip(f"production-shape test skipped: {missing}")
+    # Under /tmp with mode 755: as root the PostgreSQL server runs as the postgres user, which must reach it.
+    home = Path(tempfile.mkdtemp(prefix="recjob-prod-"))
+    home.chmod(0o755)
+    data = home / "data"
+    conf = home / "recjob.yaml"
+    conf.write_text(f"""
+data_dir: {data}
+spark:
+  master: spark://127.0.0.1:{PORTS["RECJOB_SPARK_MASTER_PORT"]}
+  metastore: postgres
+  jdbc_jar: {JDBC_JAR}
+  conf:
+    spark.executor.memory: 1g
+    spark.executor.cores: "1"
+    spark.cores.max: "2"
+    spark.sql.shuffle.partitions: "4"
+    spark.ui.enabled: "false"
+sample:
+  start: "2005-01-01"
+  end: "2019-01-01"
+  min_user_reviews: 3
+  min_item_reviews: 3
+train:
+  max_epochs: 3
+evaluate:
+  als_rank: 8
+  als_iterations: 3
+  als_implicit_regs: [1.0]
+score:
+  top_n: 10
+""")
+    env = dict(os.environ)
+    env.update(PORTS)
+    env.update({"RECJOB_SERVICES_DIR": str(home / "services"), "RECJOB_DATA_DIR": str(data),
+                "RECJOB_CONF": str(conf), "RECJOB_PYTHON": sys.executable, "RECJOB_JDBC_JAR": JDBC_JAR,
+                "PATH": f"{BIN}:{env.get('PATH', '')}"})
+    started = subprocess.run([str(SERVICES), "start"], env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        exports = subprocess.run([str(SERVICES), "env"], env=env, capture_output=True, text=True, check=True)
+        client = subprocess.run(["bash", "-c", exports.stdout + "\nenv"], env=env, capture_output=True, text=True,
+                                check=True).stdout
+        env.update(dict(line.split("=", 1) for line in client.splitlines() if line.startswith("RECJOB_")))
+        dist = home / "dist"
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
+                       check=True, capture_output=True, timeout=300)
+        shutil.copy(next(dist.glob("recjob-*.whl")), dist / "recjob.zip")
+        yield {"env": env, "home": home, "conf": str(conf), "data": data, "zip": str(dist / "recjob.zip")}
+    finally:
+        stopped = subprocess.run([str(SERVICES), "stop"], env=env, capture_output=True, text=True, timeout=300)
+        print(stopped.stdout, stopped.stderr)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def beeline(d, query: str, timeout: float = 120) -> list[list[str]]:
+    """Rows of a query through the SQL endpoint (the Thrift Server), as an analyst runs it."""
+    out = subprocess.run([str(BEELINE), "-u", d["env"]["RECJOB_SQL_URL"], "--silent=true", "--showHeader=false",
+                          "--outputformat=tsv2", "-e", query],
+                         env=d["env"], capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"beeline failed ({out.returncode}): {out.stderr[-1500:]}")
+    return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+
+
+VERSION = f"SELECT count(*), count(DISTINCT reviewerID), max(rank) FROM recjob.recommendations WHERE ds = '{DS}'"
+
+
+def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
+    d = deployment
+    env = d["env"]
+    subprocess.run([str(BIN / "recjob"), "generate", "--conf", d["conf"], "--reviews", "20000"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    submit = subprocess.run(
+        [str(BIN / "spark-submit"), "--master", env["RECJOB_SPARK_MASTER"], "--driver-class-path", JDBC_JAR,
+         "--py-files", d["zip"], "--conf", f"spark.pyspark.python={env['RECJOB_EXECUTOR_PYTHON']}",
+         "--conf", f"spark.pyspark.driver.python={sys.executable}",
+         str(ROOT / "jobs" / "run.py"), "--ds", DS, "--conf", d["conf"]],
+        env={**env, "PYSPARK_PYTHON": env["RECJOB_EXECUTOR_PYTHON"], "PYSPARK_DRIVER_PYTHON": sys.executable},
+        capture_output=True, text=True, timeout=900)
+    assert submit.returncode == 0, submit.stderr[-4000:]
+    assert f"master=spark://127.0.0.1:{PORTS['RECJOB_SPARK_MASTER_PORT']}" in submit.stderr  # on the cluster
+    first = beeline(d, VERSION)
+    n, users, top = (int(v) for v in first[0])
+    assert users > 100 and top == 10 and n == 10 * users
+
+    # The DAG reruns the ds on the cluster with top_n 5, an analyst polls the published table meanwhile.
+    reads, stop = [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                reads.append(tuple(beeline(d, VERSION)[0]))
+            except Exception as exc:  # a refused or failed query is a failure of the deployment
+                reads.append(("failed", str(exc)[-300:]))
+            time.sleep(1)
+
+    airflow_env = {**env,
+                   "AIRFLOW_HOME": str(d["home"] / "airflow"),
+                   "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                   "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                   "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+                       {"conn_type": "spark", "host": "spark://127.0.0.1", "port": int(PORTS["RECJOB_SPARK_MASTER_PORT"])}),
+                   "AIRFLOW_CONN_RECJOB_METASTORE": json.dumps(
+                       {"conn_type": "postgres", "host": "127.0.0.1", "port": int(PORTS["RECJOB_PG_PORT"]),
+                        "schema": "metastore", "login": env["RECJOB_METASTORE_USER"],
+                        "password": env["RECJOB_METASTORE_PASSWORD"]}),
+                   "RECJOB_METASTORE_CONN_ID": "recjob_metastore",
+                   "RECJOB_BIN": str(BIN), "RECJOB_PY_FILES": d["zip"], "RECJOB_RETRIES": "0",
+                   "RECJOB_EXECUTOR_PYTHON": env["RECJOB_EXECUTOR_PYTHON"], "RECJOB_DRIVER_CLASS_PATH": JDBC_JAR}
+    # The DAG takes the metastore connection from Airflow alone: no RECJOB_METASTORE_* in its environment.
+    for key in ("RECJOB_METASTORE_URL", "RECJOB_METASTORE_USER", "RECJOB_METASTORE_PASSWORD"):
+        airflow_env.pop(key)
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env, check=True, capture_output=True, timeout=300)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        run = subprocess.run([str(BIN / "airflow"), "dags", "test", "recjob_amazon_movies", DS,
+                              "-c", json.dumps({"top_n": 5})],
+                             env=airflow_env, capture_output=True, text=True, timeout=1200)
+    finally:
+        stop.set()
+        poller.join(timeout=180)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0 and "failed" not in {s.split()[0] for s in log.splitlines() if "state=" in s}, log[-6000:]
+    after = beeline(d, VERSION)
+    assert tuple(int(v) for v in after[0]) == (5 * users, users, 5), log[-3000:]
+    whole = {(str(n), str(users), "10"), (str(5 * users), str(users), "5")}
+    assert len(reads) >= 5 and all(r in whole for r in reads), (len(reads), [r for r in reads if r not in whole][:5])
+    assert reads[0] == (str(n), str(users), "10")  # the poller read while the DAG's first tasks were writing
+
+    tables = {row[1] for row in beeline(d, "SHOW TABLES IN recjob")}
+    assert {"reviews", "interactions", "scores", "evaluation", "recommendations"} <= tables
+    # The catalog is in PostgreSQL, not in a Derby folder under data_dir.
+    assert not (d["data"] / "metastore_db").exists()
+    count = subprocess.run(["psql", "-h", "127.0.0.1", "-p", PORTS["RECJOB_PG_PORT"], "-U", env["RECJOB_METASTORE_USER"],
+                            "-d", "metastore", "-tAc", 'SELECT count(*) FROM "TBLS"'],
+                           env={**env, "PGPASSWORD": env["RECJOB_METASTORE_PASSWORD"]}, capture_output=True, text=True)
+    assert count.returncode == 0 and int(count.stdout.strip()) >= len(tables), count.stderr
