@@ -119,8 +119,8 @@ def metastore_lock(spark: SparkSession, conf: dict, database: str, ds: str, what
     props = jvm.java.util.Properties()
     props.setProperty("user", conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""))
     props.setProperty("password", conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""))
-    since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    props.setProperty("ApplicationName", f"{name}: {what} (pid {os.getpid()} on {socket.gethostname()}, since {since})"[:63])
+    label = f"{database} ds={ds}"  # PostgreSQL keeps 63 bytes of an application name: the holder, briefly
+    props.setProperty("ApplicationName", f"{label}: {what}, pid {os.getpid()}@{socket.gethostname()}"[:63])
     jvm.java.lang.Class.forName("org.postgresql.Driver")
     conn = jvm.java.sql.DriverManager.getConnection(url, props)
     try:
@@ -129,11 +129,11 @@ def metastore_lock(spark: SparkSession, conf: dict, database: str, ds: str, what
         result = query.executeQuery()
         result.next()
         if not result.getBoolean(1):
-            holders = conn.prepareStatement("SELECT application_name FROM pg_stat_activity "
+            holders = conn.prepareStatement("SELECT application_name, backend_start FROM pg_stat_activity "
                                             "WHERE application_name LIKE ? AND pid <> pg_backend_pid()")
-            holders.setString(1, name + ":%")
+            holders.setString(1, label + ":%")
             found = holders.executeQuery()
-            holder = found.getString(1) if found.next() else "another run"
+            holder = found.getString(1) + " (since " + str(found.getTimestamp(2)) + ")" if found.next() else "another run"
             raise Busy(f"ds={ds} of database {database} is being run by {holder.split(': ', 1)[-1]} (a lock in the "
                        f"metastore database); wait for it to finish: the lock goes with its connection")
         log.info("holding the metastore lock %r", name)

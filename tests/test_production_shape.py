@@ -14,6 +14,7 @@ them); skipped with a message without them, unless RECJOB_REQUIRE_SERVICES=1 (CI
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ BIN = Path(sys.executable).parent
 SERVICES = ROOT / "deploy" / "services.sh"
 JDBC_JAR = os.environ.get("RECJOB_JDBC_JAR", "/usr/share/java/postgresql.jar")
 BEELINE = Path(__import__("pyspark").__file__).parent / "bin" / "beeline"  # shipped in pip's pyspark
+PROMPT = re.compile(r"^\d+: jdbc:hive2://[^>]*> ")
 DS = "2026-01-04"
 PORTS = {"RECJOB_PG_PORT": "55442", "RECJOB_SPARK_MASTER_PORT": "7087", "RECJOB_SPARK_MASTER_UI_PORT": "18090",
          "RECJOB_THRIFT_PORT": "10011"}
@@ -117,7 +119,8 @@ def beeline(d, query: str, timeout: float = 120) -> list[list[str]]:
                          env=d["env"], capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"beeline failed ({out.returncode}): {out.stderr[-1500:]}")
-    return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+    lines = (PROMPT.sub("", line) for line in out.stdout.splitlines())  # beeline echoes its prompt without a tty
+    return [line.split("\t") for line in lines if line.strip()]
 
 
 VERSION = f"SELECT count(*), count(DISTINCT reviewerID), max(rank) FROM recjob.recommendations WHERE ds = '{DS}'"
@@ -136,7 +139,8 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
         env={**env, "PYSPARK_PYTHON": env["RECJOB_EXECUTOR_PYTHON"], "PYSPARK_DRIVER_PYTHON": sys.executable},
         capture_output=True, text=True, timeout=900)
     assert submit.returncode == 0, submit.stderr[-4000:]
-    assert f"master=spark://127.0.0.1:{PORTS['RECJOB_SPARK_MASTER_PORT']}" in submit.stderr  # on the cluster
+    ran = [line for line in (submit.stdout + submit.stderr).splitlines() if "master=" in line]
+    assert ran and f"master=spark://127.0.0.1:{PORTS['RECJOB_SPARK_MASTER_PORT']}" in ran[0], ran  # on the cluster
     first = beeline(d, VERSION)
     n, users, top = (int(v) for v in first[0])
     assert users > 100 and top == 10 and n == 10 * users
@@ -194,3 +198,38 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
                             "-d", "metastore", "-tAc", 'SELECT count(*) FROM "TBLS"'],
                            env={**env, "PGPASSWORD": env["RECJOB_METASTORE_PASSWORD"]}, capture_output=True, text=True)
     assert count.returncode == 0 and int(count.stdout.strip()) >= len(tables), count.stderr
+
+
+HOLD = """
+import sys, time
+from recjob import config, locks, session
+cfg = config.load(sys.argv[1], ["spark.master=local[1]"])
+spark = session.session(cfg)
+with locks.metastore_lock(spark, dict(cfg.spark.conf), cfg.database, sys.argv[2], "a test's run"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_two_runs_of_one_ds_sharing_the_catalog_are_refused(deployment, tmp_path):
+    """Two runs with their own data_dir (so their own lock files) but one catalog would still overwrite each
+    other's tables: the lock in the metastore database refuses the second at once, and a killed holder frees it."""
+    import signal
+
+    d, ds = deployment, "2026-02-22"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, d["conf"], ds], env=d["env"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        other = ["--conf", d["conf"], "--set", f"data_dir={tmp_path}", "--set", "spark.master=local[1]"]
+        second = subprocess.run([str(BIN / "recjob"), "ingest", "--ds", ds, *other], env=d["env"],
+                                capture_output=True, text=True, timeout=600)
+        assert second.returncode == 5, second.stderr[-3000:]
+        assert f"ds={ds} of database recjob is being run by a test's run" in second.stderr
+        assert "a lock in the metastore database" in second.stderr
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), d["conf"], ds],
+                           env=d["env"], capture_output=True, text=True, timeout=600)
+    assert probe.stdout.strip() == "held", probe.stderr[-2000:]  # the killed holder's lock went with it
