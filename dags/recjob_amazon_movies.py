@@ -15,6 +15,8 @@ so the same file serves the embedded default and a cluster:
   RECJOB_METASTORE_CONN_ID  Airflow connection (postgres) of the metastore database for spark.metastore: postgres;
                         its host, port, schema (database), login and password reach the job as environment
                         variables, masked in Airflow's logs (default: none)
+  RECJOB_SERVING_CONN_ID  Airflow connection whose login and password are the serving database's user and
+                        password, for publish.jdbc_url (default: none)
   RECJOB_BIN            folder put first on PATH for spark-submit, e.g. the job venv's bin (default: none)
   RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob.zip (default: none)
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
@@ -42,6 +44,7 @@ PYTHON = os.environ.get("RECJOB_PYTHON", "python3")
 EXECUTOR_PYTHON = os.environ.get("RECJOB_EXECUTOR_PYTHON") or PYTHON
 DRIVER_CLASS_PATH = os.environ.get("RECJOB_DRIVER_CLASS_PATH") or None
 METASTORE_CONN_ID = os.environ.get("RECJOB_METASTORE_CONN_ID", "")
+SERVING_CONN_ID = os.environ.get("RECJOB_SERVING_CONN_ID", "")
 BIN = os.environ.get("RECJOB_BIN", "")
 PY_FILES = os.environ.get("RECJOB_PY_FILES") or None
 DATA_DIR = os.environ.get("RECJOB_DATA_DIR", "")
@@ -137,6 +140,10 @@ if METASTORE_CONN_ID:  # rendered at run time from the connection: never in the 
     })
 if BIN:
     ENV["PATH"] = f"{BIN}:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+
+if SERVING_CONN_ID:
+    ENV.update({"RECJOB_SERVING_USER": f"{{{{ conn['{SERVING_CONN_ID}'].login }}}}",
+                "RECJOB_SERVING_PASSWORD": f"{{{{ conn['{SERVING_CONN_ID}'].password }}}}"})
 
 default_args = {
     "owner": "recjob",

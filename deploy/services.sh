@@ -163,7 +163,7 @@ start_thrift() {
   RECJOB_METASTORE_URL="$RECJOB_METASTORE_URL" RECJOB_METASTORE_USER="$RECJOB_METASTORE_USER" \
     RECJOB_METASTORE_PASSWORD="$RECJOB_METASTORE_PASSWORD" \
     "$PYTHON" -m recjob spark-conf --conf "${RECJOB_CONF:-$ROOT/conf/cluster-local.yaml}" \
-      --set "data_dir=$DATA_DIR" > "$DIR/run/thrift.properties"
+      --set "data_dir=$DATA_DIR" --set "publish.jdbc_url=" > "$DIR/run/thrift.properties"  # SQL only
   umask 022
   daemon thrift "$SPARK_HOME/bin/spark-submit" --master "local[1]" --driver-memory 1g \
     --properties-file "$DIR/run/thrift.properties" --driver-class-path "$JDBC_JAR" \

@@ -151,6 +151,19 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Optionally also a serving copy of the published lists: a PostgreSQL table that applications read without
+    Spark, replaced per ds in one transaction, indexed on (ds, reviewerID)."""
+
+    jdbc_url: str = ""  # e.g. jdbc:postgresql://127.0.0.1:55432/serving; "" for none
+    jdbc_table: str = "recommendations"
+    # the user and password: RECJOB_SERVING_USER and RECJOB_SERVING_PASSWORD in the environment (an Airflow
+    # connection's fields), read when the config is loaded; never in a file
+    jdbc_user: str = field(default="", repr=False, compare=False)
+    jdbc_password: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "recjob-data"
     database: str = "recjob"
@@ -163,6 +176,7 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
     def path(self, relative: str) -> str:
         """Resolve a configured path: URLs and absolute paths as given, others under data_dir."""
@@ -270,6 +284,13 @@ def _check(cfg: Config) -> Config:
         problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
     if cfg.spark.metastore not in METASTORES:
         problems.append(f"spark.metastore={cfg.spark.metastore!r} must be one of {', '.join(METASTORES)}")
+    if cfg.publish.jdbc_url and not cfg.publish.jdbc_url.startswith("jdbc:postgresql://"):
+        problems.append(f"publish.jdbc_url={cfg.publish.jdbc_url!r} must be a jdbc:postgresql:// URL (or empty)")
+    if not IDENTIFIER.fullmatch(cfg.publish.jdbc_table):
+        problems.append(f"publish.jdbc_table={cfg.publish.jdbc_table!r} must be a plain ASCII identifier")
+    if cfg.publish.jdbc_user or cfg.publish.jdbc_password:
+        problems.append("publish.jdbc_user and publish.jdbc_password come from RECJOB_SERVING_USER and "
+                        "RECJOB_SERVING_PASSWORD in the environment, not from the config")
     if not IDENTIFIER.fullmatch(cfg.database):
         problems.append(f"database={cfg.database!r} must be a plain ASCII identifier (letters, digits, _)")
     if problems:
@@ -477,6 +498,12 @@ def load(path: str | None = None, overrides: list[str] | None = None,
         raise ConfigError(f"spark.metastore={cfg.spark.metastore} needs {', '.join(unset)} in the environment (the "
                           f"Airflow connection's fields, or `source <(deploy/services.sh env)` for the local one)")
     conf = _resolve_secrets(conf, environ)
+    if cfg.publish.jdbc_url:
+        missing = [v for v in ("RECJOB_SERVING_USER", "RECJOB_SERVING_PASSWORD") if v not in environ]
+        if missing:
+            raise ConfigError(f"publish.jdbc_url is set: {' and '.join(missing)} must be set in the environment")
+        cfg = dataclasses.replace(cfg, publish=dataclasses.replace(
+            cfg.publish, jdbc_user=environ["RECJOB_SERVING_USER"], jdbc_password=environ["RECJOB_SERVING_PASSWORD"]))
     cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
     t = cfg.train
     resolved = {k: v for k, v in models.get(t.model).defaults.items() if getattr(t, k) is None}

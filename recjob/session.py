@@ -37,8 +37,10 @@ def local_conf(cfg: Config) -> dict[str, str]:
     there too, or the PostgreSQL JDBC driver on the driver's classpath (read when this process starts the JVM,
     or from a properties file; under spark-submit it must be given: --driver-class-path)."""
     conf = {"spark.sql.warehouse.dir": cfg.path("warehouse")}
-    if cfg.spark.metastore == "postgres":
+    if cfg.spark.metastore == "postgres" or cfg.publish.jdbc_url:
         conf["spark.driver.extraClassPath"] = cfg.spark.jdbc_jar
+    if cfg.publish.jdbc_url:  # the executors write the serving copy's staging table: ship them the driver
+        conf["spark.jars"] = cfg.spark.jdbc_jar
     if cfg.spark.metastore == "derby":
         db = Path(cfg.path("metastore_db"))
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={db};create=true"
@@ -98,13 +100,13 @@ def check_jdbc_driver(cfg: Config) -> None:
     """Under spark-submit the JVM is up before recjob can add the JDBC driver: say so plainly when it is missing
     (the Hive client would fail later with a long DataNucleus trace)."""
     jvm = SparkContext._jvm
-    if cfg.spark.metastore != "postgres" or jvm is None:
+    if (cfg.spark.metastore != "postgres" and not cfg.publish.jdbc_url) or jvm is None:
         return
     try:
         jvm.java.lang.Class.forName("org.postgresql.Driver", True, jvm.java.lang.Thread.currentThread().getContextClassLoader())
     except Exception:  # py4j's Py4JJavaError: ClassNotFoundException
         raise MetastoreUnreachable(
-            f"spark.metastore=postgres: the PostgreSQL JDBC driver is not on the driver's classpath; give it to "
+            f"spark.metastore=postgres or publish.jdbc_url: the PostgreSQL JDBC driver is not on the driver's classpath; give it to "
             f"spark-submit: --driver-class-path {cfg.spark.jdbc_jar} (Debian package libpostgresql-jdbc-java)") from None
 
 

@@ -117,3 +117,29 @@ def test_secrets_come_from_the_environment_only():
     with pytest.raises(ConfigError, match="not set in the environment"):
         config.load(None, [f"{key}=${{NOPE_NOT_SET}}"], environ={})
     assert config.load(None, ["spark.conf.spark.x=${HOME_DIR}"], environ={"HOME_DIR": "/h"}).spark.conf["spark.x"] == "/h"
+
+
+def test_the_serving_copy_takes_its_credentials_from_the_environment_only():
+    url = ["publish.jdbc_url=jdbc:postgresql://127.0.0.1:5432/serving"]
+    with pytest.raises(ConfigError, match="RECJOB_SERVING_USER and RECJOB_SERVING_PASSWORD must be set"):
+        config.load(None, url, environ={})
+    with pytest.raises(ConfigError, match="not from the config"):
+        config.load(None, url + ["publish.jdbc_password=hunter2"], environ={"RECJOB_SERVING_USER": "u",
+                                                                      "RECJOB_SERVING_PASSWORD": "p"})
+    with pytest.raises(ConfigError, match="must be a jdbc:postgresql:// URL"):
+        config.load(None, ["publish.jdbc_url=postgres://x/y"], environ={})
+    cfg = config.load(None, url, environ={"RECJOB_SERVING_USER": "u", "RECJOB_SERVING_PASSWORD": "s3cret-value"})
+    assert (cfg.publish.jdbc_user, cfg.publish.jdbc_password) == ("u", "s3cret-value")
+    assert "s3cret-value" not in repr(cfg)
+
+
+def test_a_postgres_metastore_names_the_missing_variables():
+    with pytest.raises(ConfigError, match="spark.metastore=postgres needs RECJOB_METASTORE_URL, "
+                                          "RECJOB_METASTORE_USER, RECJOB_METASTORE_PASSWORD in the environment"):
+        config.load(None, ["spark.metastore=postgres"], environ={})
+    env = {"RECJOB_METASTORE_URL": "jdbc:postgresql://h:1/m", "RECJOB_METASTORE_USER": "u",
+           "RECJOB_METASTORE_PASSWORD": "pw"}
+    conf = config.load(None, ["spark.metastore=postgres"], environ=env).spark.conf
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:postgresql://h:1/m"
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "pw"
+    assert conf["spark.hadoop.datanucleus.schema.autoCreateConstraints"] == "false"

@@ -37,3 +37,17 @@ def test_the_probe_fails_when_a_blocked_package_is_imported():
     out = subprocess.run([sys.executable, "-c", PROBE, "numpy", "recjob.topk"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "numpy is not in the executors' Python" in out.stderr
+
+
+def test_a_wheel_in_py_files_is_refused_before_anything_runs():
+    """Spark puts .zip/.egg/.py of --py-files on the executors' path, not .whl: refuse it with the fix."""
+    import pytest
+    from pyspark import SparkConf
+
+    from recjob import session
+    from recjob.config import ConfigError
+
+    session.check_py_files(SparkConf(loadDefaults=False).set("spark.submit.pyFiles", "file:/x/dist/recjob.zip"))
+    with pytest.raises(ConfigError, match=r"recjob-0.1.0-py3-none-any.whl: Spark does not put .whl files .*make dist"):
+        session.check_py_files(SparkConf(loadDefaults=False).set(
+            "spark.submit.pyFiles", "file:/x/a.zip,file:/x/dist/recjob-0.1.0-py3-none-any.whl"))

@@ -35,8 +35,9 @@ JDBC_JAR = os.environ.get("RECJOB_JDBC_JAR", "/usr/share/java/postgresql.jar")
 BEELINE = Path(__import__("pyspark").__file__).parent / "bin" / "beeline"  # shipped in pip's pyspark
 PROMPT = re.compile(r"^\d+: jdbc:hive2://[^>]*> ")
 DS = "2026-01-04"
-PORTS = {"RECJOB_PG_PORT": "55442", "RECJOB_SPARK_MASTER_PORT": "7087", "RECJOB_SPARK_MASTER_UI_PORT": "18090",
-         "RECJOB_THRIFT_PORT": "10011"}
+_OFFSET = int(os.environ.get("RECJOB_TEST_PORT_OFFSET", "0"))  # two runs of this test side by side
+PORTS = {key: str(port + _OFFSET) for key, port in {"RECJOB_PG_PORT": 55442, "RECJOB_SPARK_MASTER_PORT": 7087,
+                                                    "RECJOB_SPARK_MASTER_UI_PORT": 18090, "RECJOB_THRIFT_PORT": 10011}.items()}
 
 
 def _missing() -> str | None:
@@ -88,6 +89,8 @@ evaluate:
   als_implicit_regs: [1.0]
 score:
   top_n: 10
+publish:
+  jdbc_url: jdbc:postgresql://127.0.0.1:{PORTS["RECJOB_PG_PORT"]}/serving
 """)
     env = dict(os.environ)
     env.update(PORTS)
@@ -101,6 +104,8 @@ score:
         client = subprocess.run(["bash", "-c", exports.stdout + "\nenv"], env=env, capture_output=True, text=True,
                                 check=True).stdout
         env.update(dict(line.split("=", 1) for line in client.splitlines() if line.startswith("RECJOB_")))
+        env.update({"RECJOB_SERVING_USER": env["RECJOB_METASTORE_USER"],  # the serving copy: same server here
+                    "RECJOB_SERVING_PASSWORD": env["RECJOB_METASTORE_PASSWORD"]})
         dist = home / "dist"
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
                        check=True, capture_output=True, timeout=300)
@@ -124,6 +129,18 @@ def beeline(d, query: str, timeout: float = 120) -> list[list[str]]:
 
 
 VERSION = f"SELECT count(*), count(DISTINCT reviewerID), max(rank) FROM recjob.recommendations WHERE ds = '{DS}'"
+SERVED = f"""SELECT count(*), count(DISTINCT "reviewerID"), max(rank) FROM recommendations WHERE ds = '{DS}'"""
+
+
+def psql(d, database: str, query: str) -> list[list[str]]:
+    env = d["env"]
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", PORTS["RECJOB_PG_PORT"], "-U", env["RECJOB_METASTORE_USER"],
+                          "-d", database, "-tA", "-F", "\t", "-c", query],
+                         env={**env, "PGPASSWORD": env["RECJOB_METASTORE_PASSWORD"]}, capture_output=True, text=True,
+                         timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr[-500:]}")
+    return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
 
 
 def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
@@ -144,14 +161,16 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
     first = beeline(d, VERSION)
     n, users, top = (int(v) for v in first[0])
     assert users > 100 and top == 10 and n == 10 * users
+    assert psql(d, "serving", SERVED) == [[str(n), str(users), "10"]]  # the serving copy, read without Spark
 
     # The DAG reruns the ds on the cluster with top_n 5, an analyst polls the published table meanwhile.
-    reads, stop = [], threading.Event()
+    reads, served, stop = [], [], threading.Event()
 
     def poll():
         while not stop.is_set():
             try:
                 reads.append(tuple(beeline(d, VERSION)[0]))
+                served.append(tuple(psql(d, "serving", SERVED)[0]))
             except Exception as exc:  # a refused or failed query is a failure of the deployment
                 reads.append(("failed", str(exc)[-300:]))
             time.sleep(1)
@@ -167,10 +186,15 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
                         "schema": "metastore", "login": env["RECJOB_METASTORE_USER"],
                         "password": env["RECJOB_METASTORE_PASSWORD"]}),
                    "RECJOB_METASTORE_CONN_ID": "recjob_metastore",
+                   "AIRFLOW_CONN_RECJOB_SERVING": json.dumps(
+                       {"conn_type": "postgres", "login": env["RECJOB_METASTORE_USER"],
+                        "password": env["RECJOB_METASTORE_PASSWORD"]}),
+                   "RECJOB_SERVING_CONN_ID": "recjob_serving",
                    "RECJOB_BIN": str(BIN), "RECJOB_PY_FILES": d["zip"], "RECJOB_RETRIES": "0",
                    "RECJOB_EXECUTOR_PYTHON": env["RECJOB_EXECUTOR_PYTHON"], "RECJOB_DRIVER_CLASS_PATH": JDBC_JAR}
     # The DAG takes the metastore connection from Airflow alone: no RECJOB_METASTORE_* in its environment.
-    for key in ("RECJOB_METASTORE_URL", "RECJOB_METASTORE_USER", "RECJOB_METASTORE_PASSWORD"):
+    for key in ("RECJOB_METASTORE_URL", "RECJOB_METASTORE_USER", "RECJOB_METASTORE_PASSWORD", "RECJOB_SERVING_USER",
+                "RECJOB_SERVING_PASSWORD"):
         airflow_env.pop(key)
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env, check=True, capture_output=True, timeout=300)
     poller = threading.Thread(target=poll, daemon=True)
@@ -189,15 +213,16 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
     whole = {(str(n), str(users), "10"), (str(5 * users), str(users), "5")}
     assert len(reads) >= 5 and all(r in whole for r in reads), (len(reads), [r for r in reads if r not in whole][:5])
     assert reads[0] == (str(n), str(users), "10")  # the poller read while the DAG's first tasks were writing
+    assert all(r in whole for r in served), [r for r in served if r not in whole][:5]  # one transaction
+    assert psql(d, "serving", SERVED) == [[str(5 * users), str(users), "5"]]
+    assert psql(d, "serving", "SELECT indexdef FROM pg_indexes WHERE tablename = 'recommendations'") == [
+        ['CREATE INDEX recommendations_ds_user ON public.recommendations USING btree (ds, "reviewerID")']]
 
     tables = {row[1] for row in beeline(d, "SHOW TABLES IN recjob")}
     assert {"reviews", "interactions", "scores", "evaluation", "recommendations"} <= tables
     # The catalog is in PostgreSQL, not in a Derby folder under data_dir.
     assert not (d["data"] / "metastore_db").exists()
-    count = subprocess.run(["psql", "-h", "127.0.0.1", "-p", PORTS["RECJOB_PG_PORT"], "-U", env["RECJOB_METASTORE_USER"],
-                            "-d", "metastore", "-tAc", 'SELECT count(*) FROM "TBLS"'],
-                           env={**env, "PGPASSWORD": env["RECJOB_METASTORE_PASSWORD"]}, capture_output=True, text=True)
-    assert count.returncode == 0 and int(count.stdout.strip()) >= len(tables), count.stderr
+    assert int(psql(d, "metastore", 'SELECT count(*) FROM "TBLS"')[0][0]) >= len(tables)
 
 
 HOLD = """

@@ -18,7 +18,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import models, warehouse
+from recjob import models, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.stages import stage_timer
@@ -152,6 +152,10 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
         n = warehouse.publish_partition(recs, cfg.table("recommendations"), ds)
+        if cfg.publish.jdbc_url:
+            served = serving.export(recs, cfg.publish, ds)
+            if served != n:
+                raise RuntimeError(f"publish: the serving copy {cfg.publish.jdbc_table} got {served} rows of {n}")
         record["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
@@ -160,4 +164,6 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         recs.unpersist()
         record["read"] = {cfg.table("scores"): scores.count()}
         record["wrote"] = {cfg.table("recommendations"): n, "users": users}
+        if cfg.publish.jdbc_url:
+            record["wrote"][f"serving {cfg.publish.jdbc_table}"] = served
     return record
