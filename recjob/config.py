@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from recjob import models
+from recjob import models, readers
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,16 @@ class ConfigError(ValueError):
 class InputConfig:
     """Where the raw data is and which reader understands it."""
 
-    format: str = "amazon"  # amazon | movielens
+    format: str = "amazon"  # amazon | movielens | csv | amazon-ratings | sequences (recjob.readers.FORMATS)
     reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
     metadata: str = "raw/meta.json.gz"  # optional: empty string for none
     test: str = ""  # optional given test split in the same format (e.g. ml-100k u1.test): shards.split=given
+    # format=csv: the role of each column in file order: user, item, rating, time, _ (ignored), e.g.
+    # "item,user,rating,time"; no rating: every row 1.0; no time: file order is time order (recjob.readers)
+    columns: str = ""
+    # format=csv: one character, or tab, comma, semicolon, pipe, colon, space; empty: tab for .tsv files, else comma
+    delimiter: str = ""
+    header: bool = False  # format=csv: the first line of each file names the columns (skipped)
 
 
 @dataclass(frozen=True)
@@ -280,8 +286,12 @@ def _check(cfg: Config) -> Config:
         problems.append("evaluate.max_users and evaluate.als_grid_users must be >= 0 (0: every user)")
     if cfg.evaluate.als_reg < 0 or min(cfg.evaluate.als_implicit_regs) < 0:
         problems.append("evaluate.als_reg and evaluate.als_implicit_regs must be >= 0")
-    if cfg.input.format not in ("amazon", "movielens"):
-        problems.append(f"input.format={cfg.input.format!r} must be 'amazon' or 'movielens'")
+    input_problems = readers.problems(cfg.input)
+    problems += input_problems
+    if not input_problems and t.model in kinds and kinds[t.model].predicts_ratings and not readers.has_ratings(cfg.input):
+        problems.append(f"train.model={t.model} predicts ratings, and input.format={cfg.input.format} "
+                        f"{'has no rating column' if cfg.input.format == 'csv' else 'has no ratings'}: choose a "
+                        f"ranking model ({', '.join(n for n, k in kinds.items() if not k.predicts_ratings)})")
     if cfg.spark.metastore not in METASTORES:
         problems.append(f"spark.metastore={cfg.spark.metastore!r} must be one of {', '.join(METASTORES)}")
     if cfg.publish.jdbc_url and not cfg.publish.jdbc_url.startswith("jdbc:postgresql://"):

@@ -8,7 +8,7 @@ import sys
 DRIVER_ONLY = ("yaml", "scipy", "tensorflow", "keras", "petastorm", "matplotlib", "airflow", "psutil")
 EXECUTOR_SIDE = ["recjob.stages." + s for s in
                  ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")] + [
-    "recjob.topk", "recjob.metrics", "recjob.models", "recjob.movielens"]
+    "recjob.topk", "recjob.metrics", "recjob.models", "recjob.readers.movielens", "recjob.readers.delimited", "recjob.readers.sequences"]
 
 PROBE = """
 import importlib.abc, sys

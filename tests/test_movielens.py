@@ -1,7 +1,7 @@
 import pandas as pd
 
 from recjob import schema as S
-from recjob import movielens
+from recjob.readers import movielens
 
 from conftest import shared_file
 

@@ -1,11 +1,11 @@
 """ingest: raw review and metadata files -> typed ``reviews`` and ``items`` tables + ``quarantine``.
 
-Reads JSON lines (``.json`` or ``.json.gz``; Amazon 2018 and 2014 review files) from a path, folder or glob on
-any Hadoop filesystem. Every line is accounted for: it is either a clean review (item) or a quarantine row with
+Reads ``input.format`` files (``recjob.readers``: Amazon JSON lines, 2018 and 2014, by default; MovieLens,
+delimited rating files, next-item sequence files) from a path, folder or glob on any Hadoop filesystem. Every line is accounted for: it is either a clean review (item) or a quarantine row with
 its reason and source file; a file that cannot be read at all is named in a one-line error, or, with
 ``ingest.skip_unreadable_files``, recorded in quarantine while the other files go on.
 
-Lines are parsed strictly in Python (``mapInPandas``), not by Spark's JSON reader, which would stringify an id
+Lines (of JSON, delimited and sequence files) are parsed strictly in Python (``mapInPandas``), not by Spark's JSON reader, which would stringify an id
 given as a number or an object, accept a ``[{...}]`` array as rows, drop a second object on the same line and
 turn non-UTF-8 bytes into replacement characters. Nothing is replaced before it is validated: when the input is
 refused (no valid review, too many bad lines, no valid metadata) the previous tables of the ds stay as they were,
@@ -13,7 +13,6 @@ and the refused run's quarantine rows go to ``rejected/ds=<ds>/ingest/quarantine
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -25,16 +24,15 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recjob import movielens, warehouse
+from recjob import readers, warehouse
 from recjob import schema as S
+from recjob.readers import BLANK, HEADER, MAX_REVIEW_TIME, NOT_UTF8, delimited, movielens, sequences
 from recjob.config import Config
 from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
-# Reasons a line is quarantined: whole lines ...
-NOT_UTF8 = "not UTF-8 text"
-BLANK = "blank line"
+# Reasons a line is quarantined: whole lines (and NOT_UTF8, BLANK, HEADER of recjob.readers) ...
 MALFORMED = "malformed JSON"
 NOT_OBJECT = "not a JSON object (an array, a scalar or null)"
 TRAILING = "more than one JSON value on the line"
@@ -57,10 +55,7 @@ META_DUPLICATE = "duplicate metadata asin: first kept"
 UNREADABLE = "unreadable file"
 
 # Quarantined for these, a line is not "bad" input: it counts towards ingest.max_bad_fraction only otherwise.
-NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK)
-# The latest time accepted: fixed, not the run date, so a backfill (an early ds over today's file) keeps its
-# data and a rerun gives the same rows; seconds since 1970 in milliseconds are past it from 1971 on.
-MAX_REVIEW_TIME = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK, HEADER)
 
 _TRACE = [T.StructField("file", T.StringType()), T.StructField("_line", T.LongType()),
           T.StructField(S.REASON, T.StringType()), T.StructField(S.RAW, T.StringType())]
@@ -362,16 +357,38 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             df.unpersist()
 
 
-def _amazon(cfg: Config, spark: SparkSession, cached: list, review_files: list[str],
-            test_files: list[str], meta_path: str | None) -> tuple:
-    """(reviews, items or None, quarantine, heldout or None) from Amazon JSON lines."""
+def line_parser(cfg: Config):
+    """lines -> parsed rows (the review fields + file, _line, reason, raw) for ``input.format``'s line reader;
+    for input without times, each user's position in file order becomes the time (see ``recjob.readers``)."""
+    lay = readers.layout(cfg.input)
+    if lay is not None:
+        parse = partial(delimited.parse, layout=lay)
+    elif cfg.input.format == "sequences":
+        parse = sequences.parse
+    else:
+        return parse_reviews
+    return parse if readers.has_times(cfg.input) else (lambda lines: with_positions(parse(lines)))
+
+
+def with_positions(parsed: DataFrame) -> DataFrame:
+    """The clean rows' time = their position among the user's clean rows, in file (then line) order: 0, 1, ..."""
+    order = Window.partitionBy(S.USER).orderBy("file", "_line", "_pos")
+    clean = parsed.where(F.col(S.REASON).isNull()).withColumn(S.TIME, (F.row_number().over(order) - 1).cast("long"))
+    return clean.unionByName(parsed.where(F.col(S.REASON).isNotNull()))
+
+
+def _from_lines(cfg: Config, spark: SparkSession, cached: list, review_files: list[str],
+                test_files: list[str], meta_path: str | None) -> tuple:
+    """(reviews, items or None, quarantine, heldout or None) of a line format (amazon, csv, sequences), with the
+    items' Amazon metadata JSON when given."""
     skip = cfg.ingest.skip_unreadable_files
+    parse = line_parser(cfg)
     heldout = None
     if test_files:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
-        test, _ = read_tagged(spark, test_files, parse_reviews, tag_reviews, "input.test", skip, "reviews")
+        test, _ = read_tagged(spark, test_files, parse, tag_reviews, "input.test", skip, "reviews")
         cached.append(test)
         heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())[0]
-    tagged, unreadable = read_tagged(spark, review_files + test_files, parse_reviews, tag_reviews, "input.reviews", skip,
+    tagged, unreadable = read_tagged(spark, review_files + test_files, parse, tag_reviews, "input.reviews", skip,
                                      "reviews")
     cached.append(tagged)
     reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())
@@ -406,7 +423,7 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
                 reviews, quarantine = reviews.unionByName(heldout), quarantine.unionByName(test_q)
             meta_path = None  # the MovieLens reader keeps every movie row
         else:
-            reviews, items, quarantine, heldout = _amazon(cfg, spark, cached, review_files, test_files, meta_path)
+            reviews, items, quarantine, heldout = _from_lines(cfg, spark, cached, review_files, test_files, meta_path)
         kept = {"reviews": reviews.count()}
         if items is not None:
             kept["metadata"] = items.count()

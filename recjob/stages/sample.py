@@ -7,8 +7,8 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from recjob import readers, warehouse
 from recjob import schema as S
-from recjob import warehouse
 from recjob.config import Config, SampleConfig
 from recjob.stages import stage_timer
 
@@ -60,11 +60,13 @@ def k_core(df: DataFrame, min_user: int, min_item: int, max_iterations: int = 50
                        f"(raise sample.max_kcore_iterations)")
 
 
-def transform(reviews: DataFrame, cfg: SampleConfig) -> tuple[DataFrame, dict]:
-    """Window, then user sample, then k-core; returns (rows, counts after each step)."""
+def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tuple[DataFrame, dict]:
+    """Window (only when the input is ``dated``: without times there are no dates to window), then user sample,
+    then k-core; returns (rows, counts after each step)."""
     counts = {}
     df = reviews.select(S.USER, S.ITEM, S.RATING, S.TIME)
-    df = time_window(df, cfg.start, cfg.end)
+    if dated:
+        df = time_window(df, cfg.start, cfg.end)
     counts["window"] = df.count()
     df = user_sample(df, cfg.user_fraction, cfg.seed)
     counts["user_sample"] = df.count()
@@ -78,10 +80,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("sample", ds) as record:
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
         n_in = reviews.count()
-        out, counts = transform(reviews, cfg.sample)
+        dated = readers.has_times(cfg.input)
+        out, counts = transform(reviews, cfg.sample, dated)
         s = cfg.sample
-        log.info("sample: %d reviews; window [%s, %s): %d; user sample %.3f: %d; %d/%d-core: %d rows",
-                 n_in, s.start, s.end, counts["window"], s.user_fraction, counts["user_sample"],
+        window = f"window [{s.start}, {s.end})" if dated else f"no window (input.format={cfg.input.format} has no times)"
+        log.info("sample: %d reviews; %s: %d; user sample %.3f: %d; %d/%d-core: %d rows",
+                 n_in, window, counts["window"], s.user_fraction, counts["user_sample"],
                  s.min_user_reviews, s.min_item_reviews, counts["k_core"])
         if counts["k_core"] == 0:
             raise ValueError(
