@@ -9,6 +9,18 @@ the split protocol and the model kind that protocol asks for differ: the RMSE pr
 protocols train.model=seq (the next-item model: the held-out item is the one that came after the others).
 Prints, per dataset, the test metrics of the model and of the baselines evaluated on the same split, and the
 ratios the targets are stated in.
+
+Protocols (the data in ../shared/data, see its README):
+  ml100k-u1..u5     the given u1..u5 splits, test RMSE (bpmf; ALS explicit, bias, global mean)
+  ml100k-strat      75/25 per-user split, top-10 over every unseen item (softmax; popularity, ALS implicit)
+  ml1m-s1..s5       ML-1M random 90/10 (test 10%; validation 5% of all ratings, from the 90%), 5 seeds, mean
+                    test RMSE: bpmf, ALS explicit, bias, and ml1m-s<seed>-dot100 the seed notebook's Keras dot
+                    model with 100 factors on the same split
+  s3rec-Beauty,     the S3-Rec next-item files: leave-one-out (last item test, second last validation), full
+  s3rec-Sports...   ranking over all items (the user's earlier items excluded), every user (seq; popularity,
+                    ALS implicit)
+  amazon2014-Musical_Instruments, amazon2018-Industrial_and_Scientific, amazon-<2018 5-core JSON>:
+                    temporal leave-last-out, full ranking, every user (seq), with standard errors
 """
 from __future__ import annotations
 
@@ -23,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DS = "2000-01-01"
+ML1M_SEEDS = (1, 2, 3, 4, 5)
 ALL_TIME = ["sample.start=1990-01-01", "sample.end=2030-01-01", "sample.min_user_reviews=1",
             "sample.min_item_reviews=1"]
 
@@ -39,10 +52,29 @@ def datasets() -> dict[str, list[str]]:
     # leave-last-out on ML-100k: the ranking protocol of the sequence-aware literature (SASRec, Fossil)
     out["ml100k-temporal"] = ["input.format=movielens", f"input.reviews={ml}/u.data.gz",
                               f"input.metadata={ml}/u.item", "shards.split=temporal", "train.model=seq", *ALL_TIME]
+    ml1m = ["input.format=csv", "input.columns=user,item,rating", f"input.reviews={DATA}/movielens/ml-1m/ratings.tsv.gz",
+            "input.metadata=", "shards.split=random", "shards.test_fraction=0.1", "shards.validation_fraction=0.05",
+            *ALL_TIME]
+    for seed in ML1M_SEEDS:
+        out[f"ml1m-s{seed}"] = [*ml1m, f"shards.seed={seed}", "train.model=bpmf"]
+        out[f"ml1m-s{seed}-dot100"] = [*ml1m, f"shards.seed={seed}", "train.model=dot", "train.factors=100"]
+    next_item = ["shards.split=temporal", "train.model=seq", "evaluate.max_users=0", "input.metadata=", *ALL_TIME]
+    for name in ("Beauty", "Sports_and_Outdoors"):
+        out[f"s3rec-{name}"] = ["input.format=sequences", f"input.reviews={DATA}/sequences/s3rec/{name}.txt.gz",
+                                *next_item]
+    out["amazon2014-Musical_Instruments"] = [
+        f"input.reviews={DATA}/amazon2014/reviews_Musical_Instruments_5.json.gz", *next_item]
+    out["amazon2018-Industrial_and_Scientific"] = [
+        "input.format=csv", "input.header=true", "input.columns=user,item,time,rating",
+        f"input.reviews={DATA}/amazon2018-ratings/Industrial_and_Scientific_5.csv.gz", *next_item]
     for name in ("AMAZON_FASHION", "All_Beauty", "Gift_Cards"):
-        out[f"amazon-{name}"] = [f"input.reviews={DATA}/amazon2018/{name}_5.json.gz", "input.metadata=",
-                                 "shards.split=temporal", "train.model=seq", *ALL_TIME]
+        out[f"amazon-{name}"] = [f"input.reviews={DATA}/amazon2018/{name}_5.json.gz", *next_item]
     return out
+
+
+def input_exists(overrides: list[str]) -> bool:
+    path = next(o.split("=", 1)[1] for o in overrides if o.startswith("input.reviews="))
+    return Path(path).exists()
 
 
 def read_eval(spark, cfg, split: str = "test") -> dict:
@@ -68,7 +100,12 @@ def main() -> int:
     from recjob import config, pipeline
     from recjob import session
 
-    chosen = {k: v for k, v in datasets().items() if not args.datasets or k in args.datasets}
+    known = datasets()
+    unknown = sorted(set(args.datasets or ()) - set(known))
+    if unknown:
+        print(f"bench/quality.py: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return 2
+    chosen = {k: v for k, v in known.items() if (k in args.datasets if args.datasets else input_exists(v))}
     root = Path(tempfile.mkdtemp(prefix="recjob-quality-"))
     spark = session.session(config.load(None, [f"data_dir={root}", "spark.conf.spark.sql.shuffle.partitions=4",
                                                "spark.conf.spark.ui.enabled=false"]))
@@ -84,6 +121,10 @@ def main() -> int:
     return 0
 
 
+RANKING = ("ndcg@10", "hr@10", "precision@10", "recall@10", "map@10")
+BASELINES = ("popularity", "als_implicit")
+
+
 def report(name: str, ev: dict, kind: str, seconds: float) -> None:
     print(f"\n== {name} (model: {kind}, test split, {seconds:.0f}s)")
     metrics = ["rmse", "mae", "ndcg@10", "precision@10", "recall@10", "hr@10", "map@10", "coverage"]
@@ -92,32 +133,63 @@ def report(name: str, ev: dict, kind: str, seconds: float) -> None:
         if model in ev:
             cells = "".join(f"{ev[model][m]:13.4f}" if m in ev[model] else f"{'':13s}" for m in metrics)
             print(f"{model:14s}{cells}")
+            ses = "".join(f"{'+-' + format(ev[model][m + '_se'], '.4f'):>13s}" if m + "_se" in ev[model] else f"{'':13s}"
+                          for m in metrics)
+            if ses.strip():
+                print(f"{'  (std error)':14s}{ses}")
     if "ndcg@10" in ev.get("model", {}):
-        print("model / best of (popularity, als_implicit): " +
+        users = ev["model"].get("users")
+        print((f"{users:,.0f} users evaluated; " if users else "") + "model / best of (popularity, als_implicit): " +
               ", ".join(f"{m} {r:.2f}x" if r is not None else f"{m} n/a" for m, r in vs_best(ev, ("hr@10", "ndcg@10"))))
 
 
 def vs_best(ev: dict, metrics: tuple) -> list:
     """(metric, the model's value / the better of popularity and ALS implicit, None when both are 0)."""
-    best = {m: max(ev["popularity"][m], ev["als_implicit"][m]) for m in metrics}
+    best = {m: max(ev[b][m] for b in BASELINES) for m in metrics}
     return [(m, ev["model"][m] / best[m] if best[m] else None) for m in metrics]
 
 
+def margin(ev: dict, metric: str) -> tuple[float, float, str]:
+    """(the model's margin over the better baseline on ``metric``, the standard error of that difference, the
+    baseline). The SE is sqrt(se_model^2 + se_baseline^2), as for independent samples: the same users are
+    evaluated for both, so the paired SE would be smaller; this one is the conservative bound."""
+    base = max(BASELINES, key=lambda b: ev[b][metric])
+    se = (ev["model"][metric + "_se"] ** 2 + ev[base][metric + "_se"] ** 2) ** 0.5
+    return ev["model"][metric] - ev[base][metric], se, base
+
+
 def summary(results: dict) -> None:
+    print("\n== summary")
     folds = [v[0] for k, v in results.items() if k.startswith("ml100k-u")]
     if folds:
         mean = lambda who: sum(f[who]["rmse"] for f in folds) / len(folds)  # noqa: E731
-        print(f"\nML-100k u1..u{len(folds)} mean test RMSE: model {mean('model'):.4f}, ALS {mean('als'):.4f}, "
-              f"bias {mean('bias'):.4f}, global mean {mean('global_mean'):.4f} (target <= 0.900)")
+        print(f"ML-100k u1..u{len(folds)} mean test RMSE: model {mean('model'):.4f}, ALS {mean('als'):.4f}, "
+              f"bias {mean('bias'):.4f}, global mean {mean('global_mean'):.4f} (target <= 0.900; 0.8882 before)")
     if "ml100k-strat" in results:
         ev = results["ml100k-strat"][0]["model"]
-        print(f"ML-100k 75/25 stratified: NDCG@10 {ev['ndcg@10']:.4f} (target >= 0.42), "
-              f"Precision@10 {ev['precision@10']:.4f} (target >= 0.37)")
+        print(f"ML-100k 75/25 stratified: NDCG@10 {ev['ndcg@10']:.4f} (0.4637 before), "
+              f"Precision@10 {ev['precision@10']:.4f} (0.4133 before)")
+    seeds = [k for k in results if k.startswith("ml1m-s") and not k.endswith("-dot100")]
+    if seeds:
+        runs = [results[k][0] for k in seeds]
+        mean = lambda runs, who: sum(r[who]["rmse"] for r in runs) / len(runs)  # noqa: E731
+        dots = [results[k + "-dot100"][0] for k in seeds if k + "-dot100" in results]
+        dot = f", the seed notebook's dot k=100 {mean(dots, 'model'):.4f} ({len(dots)} seeds)" if dots else ""
+        print(f"ML-1M random 90/10, {len(runs)} seeds, mean test RMSE: model (bpmf) {mean(runs, 'model'):.4f}, "
+              f"ALS {mean(runs, 'als'):.4f}, bias {mean(runs, 'bias'):.4f}{dot} (target <= 0.840)")
     for name, (ev, kind, _) in results.items():
-        if name == "ml100k-temporal" or name.startswith("amazon-"):
-            print(f"{name} leave-last-out ({kind}): " + ", ".join(
-                f"{m} {ev['model'][m]:.4f} = {r:.2f}x the best of popularity and ALS implicit"
-                if r is not None else f"{m} n/a" for m, r in vs_best(ev, ("ndcg@10", "hr@10"))) + " (target 1.2x)")
+        if name.startswith("s3rec-"):
+            m = ev["model"]
+            print(f"{name} leave-one-out, full ranking ({kind}): HR@10 {m['hr@10']:.4f} (target >= 0.0848), "
+                  f"NDCG@10 {m['ndcg@10']:.4f} (target >= 0.0432); " + ", ".join(
+                      f"{k} {r:.2f}x" if r is not None else f"{k} n/a" for k, r in vs_best(ev, ("ndcg@10", "hr@10")))
+                  + " the best of popularity and ALS implicit (target 1.2x on NDCG@10)")
+        elif name == "ml100k-temporal" or name.startswith("amazon"):
+            diff, se, base = margin(ev, "ndcg@10")
+            print(f"{name} leave-last-out ({kind}): NDCG@10 {ev['model']['ndcg@10']:.4f} vs {base} "
+                  f"{ev[base]['ndcg@10']:.4f}: margin {diff:+.4f}, {diff / se if se else float('nan'):.1f} standard "
+                  f"errors (SE {se:.4f}); HR@10 {ev['model']['hr@10']:.4f}; " + ", ".join(
+                      f"{k} {r:.2f}x" if r is not None else f"{k} n/a" for k, r in vs_best(ev, ("ndcg@10", "hr@10"))))
 
 
 if __name__ == "__main__":

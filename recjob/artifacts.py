@@ -4,6 +4,7 @@ Under ``data_dir``, one folder per artefact kind and run date:
 
     shards/ds=<ds>/train, validation, test   parquet training shards          shards -> train, evaluate
     shards/ds=<ds>/item_histories            each user's latest train items   shards -> train
+    shards/ds=<ds>/items_before_test         each user's latest train + validation items   shards -> evaluate
     shards/ds=<ds>/latest_items              each user's latest items, every split   shards -> score
     models/ds=<ds>/<model files>             what the model kind saves (model.keras, mlp.npz, seq.npz, bpmf.npz)
     models/ds=<ds>/epoch_log.json            the training settings, result and one entry per epoch (or sweep)
@@ -57,6 +58,12 @@ class Artifacts:
     def item_histories(self) -> str:
         """Each user's latest train items (user_idx, history): what sequence models learn and are validated from."""
         return f"{self.shards_dir}/item_histories"
+
+    @property
+    def items_before_test(self) -> str:
+        """Each user's latest train and validation items (user_idx, history): what sequence models are tested
+        from (the next-item protocol's input for the test item is everything before it)."""
+        return f"{self.shards_dir}/items_before_test"
 
     @property
     def latest_items(self) -> str:

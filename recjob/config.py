@@ -97,10 +97,10 @@ class TrainConfig:
     model: str = "softmax"  # a kind of the model registry (recjob.models): softmax | bpr | seq | dot | mlp | bpmf
     factors: int | None = None  # embedding size; None: the model kind's default (its ``defaults``)
     mlp_layers: tuple = (64, 32)
-    dropout: float = 0.2
+    dropout: float | None = None  # None: the model kind's default (0.2 unless it says otherwise)
     l2: float | None = None  # per-example L2 on the looked-up factors; None: the model kind's default
     bias_l2: float | None = None  # per-example L2 on the looked-up biases; None: the model kind's default
-    learning_rate: float = 0.01
+    learning_rate: float | None = None  # Adam's; None: the model kind's default (0.01 unless it says otherwise)
     batch_size: int = 1024
     min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
     max_epochs: int = 40
@@ -265,9 +265,9 @@ def _check(cfg: Config) -> Config:
         problems.append("train.mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
     if sh.history_length < 0:
         problems.append("shards.history_length must be >= 0")
-    if t.learning_rate <= 0:
+    if t.learning_rate is not None and t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
-    if not 0.0 <= t.dropout < 1.0:
+    if t.dropout is not None and not 0.0 <= t.dropout < 1.0:
         problems.append(f"train.dropout={t.dropout} must be in [0, 1)")
     if sh.rows_per_file < 1 or sh.row_group_mb < 1:
         problems.append("shards.rows_per_file and shards.row_group_mb must be >= 1")
@@ -516,7 +516,7 @@ def load(path: str | None = None, overrides: list[str] | None = None,
             cfg.publish, jdbc_user=environ["RECJOB_SERVING_USER"], jdbc_password=environ["RECJOB_SERVING_PASSWORD"]))
     cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
     t = cfg.train
-    resolved = {k: v for k, v in models.get(t.model).defaults.items() if getattr(t, k) is None}
+    resolved = {k: v for k, v in models.get(t.model).settings().items() if getattr(t, k) is None}
     return dataclasses.replace(cfg, train=dataclasses.replace(t, **resolved))
 
 

@@ -227,3 +227,18 @@ def seen_columns(pairs: DataFrame, item_cols: DataFrame, key: str) -> DataFrame:
     """(user_idx, cols): the matrix columns of the items in (user_idx, key) ``pairs``, per user."""
     return (pairs.select(S.USER_IDX, key).join(F.broadcast(item_cols), key)
             .groupBy(S.USER_IDX).agg(F.array_sort(F.collect_set("col")).alias("cols")))
+
+
+def encoded_users(users: DataFrame, latest: DataFrame, encoder) -> DataFrame:
+    """``users`` (user_idx, reviewerID, bias, factors) with the factors computed by ``encoder`` from each
+    user's latest items (``latest``: user_idx, history); the encoder (sized by the catalogue) is broadcast."""
+    bc = users.sparkSession.sparkContext.broadcast(encoder)
+
+    def fn(batches):
+        encode = bc.value
+        for pdf in batches:
+            hist = np.stack(pdf[S.HISTORY].to_numpy()).astype(np.int64) if len(pdf) else np.empty((0, 1), np.int64)
+            yield pd.DataFrame({S.USER_IDX: pdf[S.USER_IDX].to_numpy(np.int32), "factors": list(encode(hist))})
+
+    factors = latest.mapInPandas(fn, f"{S.USER_IDX} int, factors array<float>")
+    return users.drop("factors").join(factors, S.USER_IDX)

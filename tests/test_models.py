@@ -20,16 +20,17 @@ def _softmax(n_users=4, n_items=6, **overrides):
 
 
 def test_every_kind_declares_what_the_stages_ask():
-    assert models.names() == ("softmax", "bpr", "seq", "dot", "mlp", "bpmf")
+    from recjob.models.base import COMMON_DEFAULTS
+
+    assert models.names() == ("softmax", "bpr", "seq", "sasrec", "dot", "mlp", "bpmf")
     for name, kind in models.KINDS.items():
         assert kind.name == name and kind.summary
-        assert set(kind.defaults) == {"factors", "l2", "bias_l2"}
+        assert {"factors", "l2", "bias_l2"} <= set(kind.defaults) <= {"factors", "l2", "bias_l2", *COMMON_DEFAULTS}
         assert type(kind).fit is not models.ModelKind.fit  # trains somehow
         cfg = config.load(None, [f"train.model={name}", "shards.split=temporal"]).train
-        assert (cfg.factors, cfg.l2, cfg.bias_l2) == (kind.defaults["factors"], kind.defaults["l2"],
-                                                       kind.defaults["bias_l2"])
+        assert {k: getattr(cfg, k) for k in kind.settings()} == {**COMMON_DEFAULTS, **kind.defaults}
     assert {n for n, k in models.KINDS.items() if k.predicts_ratings} == {"dot", "mlp", "bpmf"}
-    assert {n for n, k in models.KINDS.items() if k.needs_item_histories} == {"seq"}
+    assert {n for n, k in models.KINDS.items() if k.needs_item_histories} == {"seq", "sasrec"}
     with pytest.raises(ValueError, match="unknown model kind 'als'"):
         models.get("als")
 

@@ -5,10 +5,10 @@ one new module here plus its tests. Importing the registry needs neither TensorF
 """
 from __future__ import annotations
 
-from recjob.models import bpmf, bpr, dot, mlp, seq, softmax
+from recjob.models import bpmf, bpr, dot, mlp, sasrec, seq, softmax
 from recjob.models.base import Fitted, ModelKind, TrainingData
 
-KINDS: dict[str, ModelKind] = {m.KIND.name: m.KIND for m in (softmax, bpr, seq, dot, mlp, bpmf)}
+KINDS: dict[str, ModelKind] = {m.KIND.name: m.KIND for m in (softmax, bpr, seq, sasrec, dot, mlp, bpmf)}
 
 __all__ = ["KINDS", "Fitted", "ModelKind", "TrainingData", "get", "markdown_table", "names"]
 
@@ -26,10 +26,13 @@ def get(name: str) -> ModelKind:
 
 def markdown_table() -> str:
     """The kinds as the README's table (``recjob models`` prints it; a test checks the README holds it)."""
+    from recjob.models.base import COMMON_DEFAULTS
+
     lines = ["| kind | score | defaults (factors, l2, bias_l2) | item histories | what it is |", "|---|---|---|---|---|"]
     for name, kind in KINDS.items():
         d = kind.defaults
+        other = "".join(f"; {k} {v:g}" for k, v in d.items() if k in COMMON_DEFAULTS)
         lines.append(f"| `{name}` | {'rating' if kind.predicts_ratings else 'ranking'} | "
-                     f"{d['factors']}, {d['l2']:g}, {d['bias_l2']:g} | {'yes' if kind.needs_item_histories else 'no'} "
-                     f"| {kind.summary} |")
+                     f"{d['factors']}, {d['l2']:g}, {d['bias_l2']:g}{other} | "
+                     f"{'yes' if kind.needs_item_histories else 'no'} | {kind.summary} |")
     return "\n".join(lines)

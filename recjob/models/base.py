@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # Names of the model inputs, as the shard columns are named.
 USER_IN, ITEM_IN, HIST_IN, NEG_IN = "user_idx", "item_idx", "history", "neg_idx"
 
+# Train settings whose default is the same for most kinds; a kind's ``defaults`` may override them.
+COMMON_DEFAULTS = {"dropout": 0.2, "learning_rate": 0.01}
+
 Load = Callable[[str], bytes]  # a model file's bytes by name (the artefact store's load_model_file)
 
 
@@ -56,7 +59,12 @@ class ModelKind:
     summary: str = ""  # one line for the README and the DAG's parameter help
     predicts_ratings: bool = False  # True: score = predicted rating; False: a ranking score
     needs_item_histories: bool = False  # True: the shards stage's item histories feed training and scoring
-    defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None)
+    defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None): factors, l2,
+    # bias_l2, and any of COMMON_DEFAULTS it sets otherwise
+
+    def settings(self) -> dict:
+        """Every train setting this kind fills in when the config leaves it unset."""
+        return {**COMMON_DEFAULTS, **self.defaults}
 
     def fit(self, data: TrainingData, cfg: TrainConfig, workdir: str) -> Fitted:
         """Train; save what scoring and inspection need as files in ``workdir``; return the factors."""

@@ -91,7 +91,7 @@ def factors(model, histories: np.ndarray | None = None) -> dict[str, np.ndarray]
     factors; a history model's user factors are computed from ``histories``)."""
     names = {layer.name for layer in model.layers}
     item = model.get_layer(ITEM_EMB).get_weights()[0]
-    if HIST_EMB in names:
+    if hasattr(model, "user_factors"):
         if histories is None:
             raise ValueError("this model's user factors are computed from the users' item histories")
         user = model.user_factors(histories)

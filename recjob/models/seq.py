@@ -57,7 +57,7 @@ def model_class():
             self.history_embedding.build((None,))
             self.markov_weight = self.add_weight(shape=(self.markov,), initializer="ones", name=MARKOV_W)
 
-        def user_vector(self, x):
+        def user_vector(self, x, training=False):
             h = x[HIST_IN]
             mask = tf.cast(h < self.n_items, tf.float32)
             e = self.history_embedding(h) * mask[:, :, None]

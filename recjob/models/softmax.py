@@ -37,7 +37,7 @@ def model_class():
             self.item_bias.build((None,))
             self.built = True
 
-        def user_vector(self, x):
+        def user_vector(self, x, training=False):
             return self.user_embedding(x[USER_IN])
 
         def call(self, x):
@@ -47,7 +47,7 @@ def model_class():
 
         def batch_loss(self, x):
             i = x[ITEM_IN]
-            p, q = self.user_vector(x), self.item_embedding(i)
+            p, q = self.user_vector(x, training=True), self.item_embedding(i)
             pos = tf.reduce_sum(p * q, axis=1) + self.item_bias(i)[:, 0]
             if self.negatives >= self.n_items:
                 cand, correction = tf.range(self.n_items, dtype=i.dtype), 0.0

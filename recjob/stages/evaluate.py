@@ -190,9 +190,18 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         run_row = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
         kind = models.get(run_row["model"])
         model = (*model_factors(spark, cfg, ds), kind.scoring_layers(store.load_model_file))
+        test_model = None
+        encoder = kind.history_encoder(store.load_model_file)
+        if encoder is not None and S.TEST in frames:  # tested from everything before the test item
+            if not warehouse.path_exists(spark, store.items_before_test):
+                raise warehouse.MissingInputError(f"evaluate: {store.items_before_test} is missing (shards of an "
+                                                  f"older version): rerun the shards stage for ds={ds}")
+            test_users = topk.encoded_users(model[0], spark.read.parquet(store.items_before_test), encoder)
+            test_model = (test_users, *model[1:])
         checkpoints = checkpoint_dir(spark, cfg, ds)
         try:
-            rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users)
+            rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users,
+                                        test_model)
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
@@ -215,9 +224,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 
 
 def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, e: EvaluateConfig,
-                 block: int) -> tuple[list[tuple], dict]:
+                 block: int, test_model: tuple | None = None) -> tuple[list[tuple], dict]:
     """Evaluation rows (split, model, metric, value) of the model (its users frame, items pdf and scoring
-    layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam)."""
+    layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam).
+    ``test_model``: the model as tested, when its user factors depend on the items before the held-out one (a
+    sequence model: from the train and validation items; ``model`` has them from the train items)."""
     train = frames[S.TRAIN]
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()
@@ -235,6 +246,8 @@ def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, 
         rows += rating_rows(split, train, heldout, als_exp, result)
         done = als_val_rows if split == S.VALIDATION else []  # the ALS choice already measured these
         todo = {name: c for name, c in candidates.items() if not (done and name == "als_implicit")}
+        if split == S.TEST and test_model is not None:
+            todo["model"] = test_model
         rows += evaluate_split(spark, split, heldout, seen, todo, n_items, e, block) + done
         seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
     return rows, chosen

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recjob import models, topk, warehouse
@@ -41,7 +39,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         users = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
         encoder = kind.history_encoder(store.load_model_file)
         if encoder is not None:
-            users = encoded_users(users, spark.read.parquet(store.latest_items), encoder)
+            users = topk.encoded_users(users, spark.read.parquet(store.latest_items), encoder)
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
         reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)
         seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
@@ -53,18 +51,3 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         record["read"] = {cfg.table("user_factors"): n_users, cfg.table("item_factors"): len(matrix["asin"])}
         record["wrote"] = {cfg.table("scores"): n}
     return record
-
-
-def encoded_users(users: DataFrame, latest: DataFrame, encoder) -> DataFrame:
-    """``users`` (user_idx, reviewerID, bias, factors) with the factors computed by ``encoder`` from each
-    user's latest items (``latest``: user_idx, history); the encoder (sized by the catalogue) is broadcast."""
-    bc = users.sparkSession.sparkContext.broadcast(encoder)
-
-    def fn(batches):
-        encode = bc.value
-        for pdf in batches:
-            hist = np.stack(pdf[S.HISTORY].to_numpy()).astype(np.int64) if len(pdf) else np.empty((0, 1), np.int64)
-            yield pd.DataFrame({S.USER_IDX: pdf[S.USER_IDX].to_numpy(np.int32), "factors": list(encode(hist))})
-
-    factors = latest.mapInPandas(fn, f"{S.USER_IDX} int, factors array<float>")
-    return users.drop("factors").join(factors, S.USER_IDX)

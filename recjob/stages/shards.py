@@ -107,8 +107,9 @@ def with_history(train: DataFrame, length: int, n_items: int, seed: int) -> Data
 
 def latest_items(rows: DataFrame, length: int, n_items: int, seed: int) -> DataFrame:
     """Per user, the latest ``length`` items of ``rows``, most recent first, padded with ``n_items``: of the
-    train rows, the history the seq model's evaluated user factors are computed from; of every split, the one
-    its published lists are scored from."""
+    train rows, the history the seq model's user factors are computed from (trained and validated on); of the
+    train and validation rows, the one it is tested from; of every split, the one its published lists are
+    scored from."""
     ranked = rows.withColumn("_pos", F.row_number().over(_newest_first(seed))).where(F.col("_pos") <= length)
     items = F.transform(F.array_sort(F.collect_list(F.struct("_pos", S.ITEM_IDX))), lambda x: x[S.ITEM_IDX])
     return (ranked.groupBy(S.USER_IDX)
@@ -154,6 +155,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         n_users, n_items = users.count(), items.count()
         stats, histories = [], {}
         for path, source, what in ((store.item_histories, rows.where(F.col(S.SPLIT) == S.TRAIN), "train items"),
+                                   (store.items_before_test, rows.where(F.col(S.SPLIT) != S.TEST),
+                                    "train and validation items"),
                                    (store.latest_items, rows, "items (every split)")):
             warehouse.delete_path(spark, path)
             if sh.history_length:
