@@ -448,6 +448,8 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 METASTORES = ("derby", "postgres", "external")
 
+JDBC_DRIVER = "org.postgresql.Driver"  # PostgreSQL's JDBC driver: the metastore, its lock, the serving copy
+
 # spark.metastore=postgres: Spark's built-in Hive metastore client on PostgreSQL. The connection comes from the
 # environment (an Airflow connection's fields, or `deploy/services.sh env` for the local one), never from a file;
 # the schema is created on first use. Keys set in spark.conf win.
@@ -456,7 +458,7 @@ METASTORE_CONF = {
         "spark.hadoop.javax.jdo.option.ConnectionURL": "${RECJOB_METASTORE_URL}",
         "spark.hadoop.javax.jdo.option.ConnectionUserName": "${RECJOB_METASTORE_USER}",
         "spark.hadoop.javax.jdo.option.ConnectionPassword": "${RECJOB_METASTORE_PASSWORD}",
-        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": JDBC_DRIVER,
         # The schema is created on first use, table by table. Not its foreign keys: adding one while another
         # connection of the same client holds a transaction on the referenced table deadlocks on PostgreSQL
         # (ALTER TABLE "TBL_PRIVS" ADD CONSTRAINT ... waits on an INSERT INTO "PARTITION_KEYS" forever).

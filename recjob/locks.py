@@ -114,15 +114,11 @@ def metastore_lock(spark: SparkSession, conf: dict, database: str, ds: str, what
     if not url.startswith("jdbc:postgresql:"):
         yield None
         return
-    jvm = spark.sparkContext._jvm
     name = f"recjob {database} ds={ds}"
-    props = jvm.java.util.Properties()
-    props.setProperty("user", conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""))
-    props.setProperty("password", conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""))
     label = f"{database} ds={ds}"  # PostgreSQL keeps 63 bytes of an application name: the holder, briefly
-    props.setProperty("ApplicationName", f"{label}: {what}, pid {os.getpid()}@{socket.gethostname()}"[:63])
-    jvm.java.lang.Class.forName("org.postgresql.Driver")
-    conn = jvm.java.sql.DriverManager.getConnection(url, props)
+    conn = warehouse.jdbc_connection(spark, url, conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""),
+                                     conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""),
+                                     f"{label}: {what}, pid {os.getpid()}@{socket.gethostname()}"[:63])
     try:
         query = conn.prepareStatement("SELECT pg_try_advisory_lock(hashtext(?))")
         query.setString(1, name)

@@ -10,12 +10,12 @@ import logging
 
 from pyspark.sql import DataFrame
 
+from recjob import warehouse
 from recjob import schema as S
 from recjob.config import PublishConfig
 
 log = logging.getLogger(__name__)
 
-DRIVER = "org.postgresql.Driver"
 COLUMNS = {S.DS: "text NOT NULL", S.USER: "text NOT NULL", S.RANK: "integer NOT NULL", S.ITEM: "text NOT NULL",
            S.TITLE: "text", S.SCORE: "real"}
 
@@ -28,16 +28,11 @@ def export(recs: DataFrame, cfg: PublishConfig, ds: str) -> int:
     """Replace the ds's rows of ``cfg.jdbc_table`` with ``recs`` (columns of publish.COLUMNS); rows written."""
     spark = recs.sparkSession
     table, staging = cfg.jdbc_table, f"{cfg.jdbc_table}_load_{ds.replace('-', '')}"
-    props = {"user": cfg.jdbc_user, "password": cfg.jdbc_password, "driver": DRIVER}
+    props = {"user": cfg.jdbc_user, "password": cfg.jdbc_password, "driver": warehouse.JDBC_DRIVER}
     log.info("writing the serving copy %s ds=%s (staging %s)", table, ds, staging)
     recs.select(*[c for c in COLUMNS if c != S.DS]).write.jdbc(cfg.jdbc_url, staging, mode="overwrite",
                                                                   properties=props)
-    jvm = spark.sparkContext._jvm
-    jprops = jvm.java.util.Properties()
-    jprops.setProperty("user", cfg.jdbc_user)
-    jprops.setProperty("password", cfg.jdbc_password)
-    jvm.java.lang.Class.forName(DRIVER)
-    conn = jvm.java.sql.DriverManager.getConnection(cfg.jdbc_url, jprops)
+    conn = warehouse.jdbc_connection(spark, cfg.jdbc_url, cfg.jdbc_user, cfg.jdbc_password)
     try:
         ddl = conn.createStatement()
         ddl.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ("

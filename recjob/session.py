@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from recjob import warehouse
 from recjob.config import Config, ConfigError
 from recjob.locks import Busy
 
@@ -103,7 +104,7 @@ def check_jdbc_driver(cfg: Config) -> None:
     if (cfg.spark.metastore != "postgres" and not cfg.publish.jdbc_url) or jvm is None:
         return
     try:
-        jvm.java.lang.Class.forName("org.postgresql.Driver", True, jvm.java.lang.Thread.currentThread().getContextClassLoader())
+        jvm.java.lang.Class.forName(warehouse.JDBC_DRIVER, True, jvm.java.lang.Thread.currentThread().getContextClassLoader())
     except Exception:  # py4j's Py4JJavaError: ClassNotFoundException
         raise MetastoreUnreachable(
             f"spark.metastore=postgres or publish.jdbc_url: the PostgreSQL JDBC driver is not on the driver's classpath; give it to "

@@ -8,6 +8,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from recjob.config import JDBC_DRIVER
 from recjob.schema import DS
 
 log = logging.getLogger(__name__)
@@ -240,3 +241,17 @@ def read_text(spark: SparkSession, path: str) -> str:
         return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
+
+
+def jdbc_connection(spark: SparkSession, url: str, user: str, password: str, application_name: str = ""):
+    """A JDBC connection opened in the driver's JVM (through py4j), for the statements Spark's JDBC source cannot
+    run (advisory locks, a transaction of several statements). The caller closes it."""
+    jvm = spark.sparkContext._jvm
+    props = jvm.java.util.Properties()
+    props.setProperty("user", user)
+    props.setProperty("password", password)
+    if application_name:
+        props.setProperty("ApplicationName", application_name)
+    jvm.java.lang.Class.forName(JDBC_DRIVER)
+    return jvm.java.sql.DriverManager.getConnection(url, props)
+
