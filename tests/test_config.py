@@ -14,6 +14,11 @@ def test_shipped_configs_load():
     cluster = config.load(str(ROOT / "conf" / "cluster.example.yaml"))
     assert cluster.path("shards") == "hdfs:///data/recjob/shards"
     assert cluster.spark.conf["spark.hadoop.hive.metastore.uris"].startswith("thrift://")
+    nxt = config.load(str(ROOT / "conf" / "next-item.yaml"))
+    assert (nxt.input.format, nxt.shards.split, nxt.train.model, nxt.evaluate.max_users) == ("sequences", "temporal",
+                                                                                             "sasrec", 0)
+    assert (nxt.train.learning_rate, nxt.train.dropout) == (0.001, 0.5)  # the kind's, not the other kinds' defaults
+    assert local.train.learning_rate == 0.01
 
 
 def test_overrides_are_typed_and_nested():

@@ -26,13 +26,15 @@ from pyspark.sql import types as T
 
 from recjob import readers, warehouse
 from recjob import schema as S
-from recjob.readers import BLANK, HEADER, MAX_REVIEW_TIME, NOT_UTF8, delimited, movielens, sequences
+from recjob.readers import HEADER, MAX_REVIEW_TIME, delimited, movielens, sequences
+from recjob.readers.lines import decode
 from recjob.config import Config
 from recjob.stages import stage_timer
 
 log = logging.getLogger(__name__)
 
-# Reasons a line is quarantined: whole lines (and NOT_UTF8, BLANK, HEADER of recjob.readers) ...
+# Reasons a line is quarantined: whole lines (the first two shared with every line reader, as is HEADER) ...
+NOT_UTF8, BLANK = readers.NOT_UTF8, readers.BLANK
 MALFORMED = "malformed JSON"
 NOT_OBJECT = "not a JSON object (an array, a scalar or null)"
 TRAILING = "more than one JSON value on the line"
@@ -77,14 +79,10 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constants)  # NaN, Infinity are n
 def parse_line(line: bytes | None) -> tuple[dict | None, str | None, str]:
     """One line -> (the JSON object, None, text) or (None, reason, text). ``text`` is the line as readable
     text: non-UTF-8 bytes are kept as ``\\xNN`` escapes, so the quarantine table stays readable."""
-    raw = line or b""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, NOT_UTF8, raw.decode("utf-8", "backslashreplace")
-    body = text.lstrip("\ufeff")  # a byte-order mark at the start of a file (Windows exports)
-    if not body.strip():
-        return None, BLANK, text
+    text, reason = decode(line)
+    if reason:
+        return None, reason, text
+    body = text
     try:
         start = len(body) - len(body.lstrip())
         obj, end = _DECODER.raw_decode(body, start)
