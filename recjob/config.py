@@ -104,7 +104,7 @@ class TrainConfig:
     batch_size: int = 1024
     min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
     max_epochs: int = 40
-    patience: int = 3
+    patience: int | None = None  # epochs without improvement before stopping; None: the kind's default (3; sasrec 10)
     seed: int = 42
     reader_workers: int = 1  # 1 keeps the row order, hence training, reproducible
     negatives: int = 2048  # softmax: items per batch in the softmax (the whole catalogue if it is smaller)
@@ -255,7 +255,7 @@ def _check(cfg: Config) -> Config:
                         "(use shards.split=temporal, or train.model=softmax)", t.model, sh.split)
     for key in ("batch_size", "max_epochs", "patience", "reader_workers", "negatives",
                 "min_steps_per_epoch", "mcmc_samples", "mcmc_thin", "mcmc_cg_iterations", "markov_order"):
-        if getattr(t, key) < 1:
+        if getattr(t, key) is not None and getattr(t, key) < 1:
             problems.append(f"train.{key} must be >= 1")
     if t.factors is not None and t.factors < 1:
         problems.append(f"train.factors={t.factors} must be >= 1 (leave it unset for the model's default)")

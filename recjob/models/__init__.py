@@ -31,7 +31,7 @@ def markdown_table() -> str:
     lines = ["| kind | score | defaults (factors, l2, bias_l2) | item histories | what it is |", "|---|---|---|---|---|"]
     for name, kind in KINDS.items():
         d = kind.defaults
-        other = "".join(f"; {k} {v:g}" for k, v in d.items() if k in COMMON_DEFAULTS)
+        other = "".join(f"; {k} {v:g}" for k, v in d.items() if k in COMMON_DEFAULTS)  # where it differs
         lines.append(f"| `{name}` | {'rating' if kind.predicts_ratings else 'ranking'} | "
                      f"{d['factors']}, {d['l2']:g}, {d['bias_l2']:g}{other} | "
                      f"{'yes' if kind.needs_item_histories else 'no'} | {kind.summary} |")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 USER_IN, ITEM_IN, HIST_IN, NEG_IN = "user_idx", "item_idx", "history", "neg_idx"
 
 # Train settings whose default is the same for most kinds; a kind's ``defaults`` may override them.
-COMMON_DEFAULTS = {"dropout": 0.2, "learning_rate": 0.01}
+COMMON_DEFAULTS = {"dropout": 0.2, "learning_rate": 0.01, "patience": 3}
 
 Load = Callable[[str], bytes]  # a model file's bytes by name (the artefact store's load_model_file)
 
