@@ -1,15 +1,17 @@
 """ingest: raw review and metadata files -> typed ``reviews`` and ``items`` tables + ``quarantine``.
 
 Reads ``input.format`` files (``recjob.readers``: Amazon JSON lines, 2018 and 2014, by default; MovieLens,
-delimited rating files, next-item sequence files) from a path, folder or glob on any Hadoop filesystem. Every line is accounted for: it is either a clean review (item) or a quarantine row with
-its reason and source file; a file that cannot be read at all is named in a one-line error, or, with
-``ingest.skip_unreadable_files``, recorded in quarantine while the other files go on.
+delimited rating files, next-item sequence files) from a path, folder or glob on any Hadoop filesystem. Every
+line is accounted for: it is either a clean review (item) or a quarantine row with its reason and source file;
+a file that cannot be read at all is named in a one-line error, or, with ``ingest.skip_unreadable_files``,
+recorded in quarantine while the other files go on.
 
-Lines (of JSON, delimited and sequence files) are parsed strictly in Python (``mapInPandas``), not by Spark's JSON reader, which would stringify an id
-given as a number or an object, accept a ``[{...}]`` array as rows, drop a second object on the same line and
-turn non-UTF-8 bytes into replacement characters. Nothing is replaced before it is validated: when the input is
-refused (no valid review, too many bad lines, no valid metadata) the previous tables of the ds stay as they were,
-and the refused run's quarantine rows go to ``rejected/ds=<ds>/ingest/quarantine`` for inspection.
+Lines (of JSON, delimited and sequence files) are parsed strictly in Python (``mapInPandas``), not by Spark's
+JSON reader, which would stringify an id given as a number or an object, accept a ``[{...}]`` array as rows,
+drop a second object on the same line and turn non-UTF-8 bytes into replacement characters. Nothing is
+replaced before it is validated: when the input is refused (no valid review, too many bad lines, no valid
+metadata) the previous tables of the ds stay as they were, and the refused run's quarantine rows go to
+``rejected/ds=<ds>/ingest/quarantine`` for inspection.
 """
 from __future__ import annotations
 
@@ -82,13 +84,12 @@ def parse_line(line: bytes | None) -> tuple[dict | None, str | None, str]:
     text, reason = decode(line)
     if reason:
         return None, reason, text
-    body = text
     try:
-        start = len(body) - len(body.lstrip())
-        obj, end = _DECODER.raw_decode(body, start)
+        start = len(text) - len(text.lstrip())
+        obj, end = _DECODER.raw_decode(text, start)
     except (ValueError, RecursionError):
         return None, MALFORMED, text
-    if body[end:].strip():
+    if text[end:].strip():
         return None, TRAILING, text
     if not isinstance(obj, dict):
         return None, NOT_OBJECT, text
