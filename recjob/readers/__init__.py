@@ -53,9 +53,6 @@ class Layout:
     delimiter: str = ","
     header: bool = False
 
-    def index(self, role: str) -> int | None:
-        return self.columns.index(role) if role in self.columns else None
-
 
 PRESETS = {"amazon-ratings": Layout(("item", "user", "rating", "time"), ",", False)}
 # names for delimiters that are awkward on a command line (--set values are YAML: "," "|" ":" are not strings)
@@ -91,20 +88,21 @@ def layout(inp) -> Layout | None:
     return Layout(columns, delimiter, bool(inp.header))
 
 
-def has_times(inp) -> bool:
-    """Whether ``input``'s rows carry times (else their order is the time, see the module doc)."""
-    if inp.format == "sequences":
+def _carries(inp, role: str) -> bool:
+    if inp.format == "sequences":  # user and item only
         return False
     lay = layout(inp)
-    return lay is None or "time" in lay.columns
+    return lay is None or role in lay.columns
+
+
+def has_times(inp) -> bool:
+    """Whether ``input``'s rows carry times (else their order is the time, see the module doc)."""
+    return _carries(inp, "time")
 
 
 def has_ratings(inp) -> bool:
     """Whether ``input``'s rows carry ratings (else every row is 1.0)."""
-    if inp.format == "sequences":
-        return False
-    lay = layout(inp)
-    return lay is None or "rating" in lay.columns
+    return _carries(inp, "rating")
 
 
 def problems(inp) -> list[str]:
@@ -115,7 +113,7 @@ def problems(inp) -> list[str]:
         layout(inp)
     except ValueError as exc:
         return [str(exc)]
-    if inp.format not in ("csv",) and (inp.columns or inp.delimiter or inp.header):
+    if inp.format != "csv" and (inp.columns or inp.delimiter or inp.header):
         return [f"input.columns, input.delimiter and input.header describe input.format=csv files, not "
                 f"input.format={inp.format}"]
     return []
