@@ -6,6 +6,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -45,34 +46,37 @@ def top_k_chunked(scores: np.ndarray, k: int, group: int = GROUP) -> tuple[np.nd
     so that the maxima are an elementwise maximum of ``group`` contiguous slices, one fast pass over the scores;
     the columns past ``group`` x m form one more group. t, the k-th largest group maximum of a row, is a lower
     bound of the row's k-th largest score (k groups each hold a score >= t), so every one of the top k lies in a
-    group whose maximum is >= t. Where exactly k groups reach t (the rule for continuous scores) the top k are
-    selected among those k x ``group`` columns, taken in column order so that ties keep the lower column first;
-    other rows (group maxima tied at t, fewer than k finite scores) take the reference path.
+    group whose maximum is >= t. Where exactly k groups reach t (the rule for continuous scores) the scores >= t
+    of those k groups are every score >= t of the row: a short list, ordered by (score desc, column asc) in one
+    sort for the whole block. Other rows (group maxima tied at t, fewer than k finite scores) take the
+    reference path.
     """
     n_rows, n_cols = scores.shape
     m = n_cols // group
-    n_groups = m + (n_cols > m * group)
     if k < 1 or m <= k or n_rows == 0:
         return _top_k_numpy(scores, k)
-    gmax = np.empty((n_rows, n_groups), scores.dtype)
-    gmax[:, :m] = scores[:, :m * group].reshape(n_rows, group, m).max(axis=1)
-    if n_groups > m:
-        gmax[:, m] = scores[:, m * group:].max(axis=1)
-    part = np.argpartition(gmax, n_groups - k, axis=1)[:, n_groups - k:]  # the k largest group maxima
-    t = np.take_along_axis(gmax, part, axis=1).min(axis=1)
-    simple = ((gmax >= t[:, None]).sum(axis=1) == k) & np.isfinite(t)
+    gmax = scores[:, :m * group].reshape(n_rows, group, m).max(axis=1)
+    if n_cols > m * group:
+        gmax = np.concatenate([gmax, scores[:, m * group:].max(axis=1, keepdims=True)], axis=1)
+    n_groups = gmax.shape[1]
+    t = np.partition(gmax, n_groups - k, axis=1)[:, n_groups - k]
+    above = gmax >= t[:, None]
+    simple = (above.sum(axis=1) == k) & np.isfinite(t)
     idx = np.empty((n_rows, k), np.int64)
     vals = np.empty((n_rows, k), scores.dtype)
     rows = np.flatnonzero(simple)
     if len(rows):
-        g = part[rows][:, :, None]
-        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))  # tail: the last group
-        cols = np.sort(cols.reshape(len(rows), -1), axis=1)  # column order: ties resolve to the lower column
-        valid = cols < n_cols
-        cand = np.where(valid, scores[rows[:, None], np.minimum(cols, n_cols - 1)], -np.inf).astype(scores.dtype)
-        ci, cv = _top_k_numpy(cand, k)  # small: numpy, so executors need not import TensorFlow (seconds each)
-        idx[rows] = np.take_along_axis(cols, ci, axis=1)
-        vals[rows] = cv
+        g = np.nonzero(above[rows])[1].reshape(len(rows), k, 1)  # the k groups of each row
+        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))  # (rows, k, group)
+        valid = cols < n_cols  # the last group may be shorter
+        cand = scores[rows[:, None, None], np.minimum(cols, n_cols - 1)]
+        keep = (cand >= t[rows, None, None]) & valid
+        r, a, b = np.nonzero(keep)  # r ascending
+        cv, cc = cand[r, a, b], cols[r, a, b]
+        order = np.lexsort((cc, -cv, r))  # per row: score desc, then column asc
+        first = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(rows)))[:-1]])  # >= k per row
+        pick = order[first[:, None] + np.arange(k)]
+        idx[rows], vals[rows] = cc[pick], cv[pick]
     rest = np.flatnonzero(~simple)
     if len(rest):
         idx[rest], vals[rest] = _top_k_numpy(scores[rest], k)
@@ -131,12 +135,30 @@ def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
                 backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-k items for a block of users: scores = U V^T + item bias (or the MLP's output + item bias when
     ``mlp`` is given, see ``mlp_part``), each user's seen columns excluded."""
-    scores = user_f @ item_f.T if mlp is None else mlp_scores(user_f, mlp)
-    scores += item_bias[None, :]
-    for r, cols in enumerate(seen):
-        if len(cols):
-            scores[r, cols] = -np.inf
+    lengths = [len(c) for c in seen]
+    seen_rows = np.repeat(np.arange(len(seen)), lengths)
+    seen_cols = np.concatenate(seen).astype(np.int64) if sum(lengths) else np.empty(0, np.int64)
+    scores = block_scores(user_f, with_bias(item_f, item_bias), mlp, seen_rows, seen_cols)
     return top_k(scores, k, backend)
+
+
+def with_bias(item_f: np.ndarray, item_bias: np.ndarray) -> np.ndarray:
+    """Item factors with the item bias as one more column: [U, 1] [V, b]^T is U V^T + b in one matrix product
+    (cheaper than adding b to every score afterwards)."""
+    return np.hstack([item_f, item_bias[:, None]]).astype(np.float32)
+
+
+def block_scores(user_f: np.ndarray, item_fb: np.ndarray, mlp: dict | None,
+                 seen_rows: np.ndarray, seen_cols: np.ndarray) -> np.ndarray:
+    """The users x items scores of a block, -inf at the (row, column) pairs of seen items. ``item_fb``: the item
+    factors and bias (``with_bias``)."""
+    if mlp is None:
+        scores = np.hstack([user_f, np.ones((len(user_f), 1), np.float32)]) @ item_fb.T
+    else:
+        scores = mlp_scores(user_f, mlp)
+        scores += item_fb[:, -1][None, :]
+    scores[seen_rows, seen_cols] = -np.inf
+    return scores
 
 
 def mlp_part(weights: list[tuple[np.ndarray, np.ndarray]], item_f: np.ndarray) -> dict:
@@ -178,6 +200,7 @@ def item_matrix(items: pd.DataFrame, mlp_weights: list | None = None) -> dict:
     return {
         "factors": factors,
         "bias": items["bias"].to_numpy(np.float32),
+        "factors_bias": with_bias(factors, items["bias"].to_numpy(np.float32)),
         "item_idx": items[S.ITEM_IDX].to_numpy(np.int32),
         "asin": items[S.ITEM].to_numpy(),
         "mlp": mlp_part(mlp_weights, factors) if mlp_weights else None,
@@ -190,32 +213,62 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
 
     ``users``: (user_idx, reviewerID, bias, factors); ``seen_cols``: (user_idx, cols) with cols the item
     *column positions* in ``matrix`` to exclude. score = the model's score + user bias + ``global_mean``
-    (the predicted rating for the rating models).
+    (the predicted rating for the rating models). The executors read and write Arrow record batches
+    (``mapInArrow``): the factors of a batch arrive as one flat array, no Python object per user.
     """
-    spark = users.sparkSession
-    bc = spark.sparkContext.broadcast(matrix)
-
-    def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        m = bc.value
-        vf, vb, vidx = m["factors"], m["bias"], m["item_idx"]
-        for pdf in batches:
-            for start in range(0, len(pdf), block):
-                b = pdf.iloc[start:start + block]
-                uf = np.stack(b["factors"].to_numpy()).astype(np.float32)
-                seen = [np.asarray(c, dtype=np.int64) if c is not None else np.empty(0, np.int64) for c in b["cols"]]
-                idx, val = score_block(uf, vf, vb, seen, top_n, m["mlp"], backend)
-                ok = idx >= 0
-                rows, ranks = np.nonzero(ok)
-                yield pd.DataFrame({
-                    S.USER_IDX: b[S.USER_IDX].to_numpy(np.int32)[rows],
-                    S.USER: b[S.USER].to_numpy()[rows],
-                    S.RANK: (ranks + 1).astype(np.int32),
-                    S.ITEM_IDX: vidx[idx[ok]],
-                    S.SCORE: (val[ok] + b["bias"].to_numpy(np.float32)[rows] + np.float32(global_mean)).astype(np.float32),
-                })
-
+    bc = users.sparkSession.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
+    fn = arrow_scorer(lambda: bc.value, top_n, block, global_mean, backend)
     joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
-    return joined.mapInPandas(fn, OUT_SCHEMA)
+    return joined.mapInArrow(fn, OUT_SCHEMA)
+
+
+def arrow_scorer(get_matrix, top_n: int, block: int, global_mean: float, backend: str = "auto"):
+    """The executors' side of ``recommend``: Arrow record batches of (user_idx, reviewerID, bias, factors, cols)
+    in, batches of OUT_SCHEMA rows out; ``get_matrix()`` gives the item matrix's factors_bias, item_idx and mlp
+    (the broadcast's value)."""
+    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        m = get_matrix()
+        vfb, vidx = m["factors_bias"], m["item_idx"]
+        rank = vfb.shape[1] - 1
+        for batch in batches:
+            n = batch.num_rows
+            if n == 0:
+                continue
+            factors = batch.column("factors")
+            if factors.null_count or not (factors.value_lengths().to_numpy() == rank).all():
+                raise ValueError(f"every user needs {rank} factors (the item factors' length)")
+            uf = _flat_lists(factors, np.float32, "factors").reshape(n, rank)
+            cols = batch.column("cols")
+            seen_len = cols.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            seen_flat = _flat_lists(cols, np.int64, "cols")
+            seen_at = np.concatenate([[0], np.cumsum(seen_len)])
+            seen_row = np.repeat(np.arange(n), seen_len)
+            idx = np.empty((n, top_n), np.int64)
+            val = np.empty((n, top_n), np.float32)
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                lo, hi = seen_at[start], seen_at[stop]
+                scores = block_scores(uf[start:stop], vfb, m["mlp"], seen_row[lo:hi] - start, seen_flat[lo:hi])
+                idx[start:stop], val[start:stop] = top_k(scores, top_n, backend)
+            rows, ranks = np.nonzero(idx >= 0)
+            user_bias = batch.column("bias").fill_null(0).to_numpy(zero_copy_only=False).astype(np.float32)
+            yield pa.RecordBatch.from_arrays([
+                pa.array(batch.column(S.USER_IDX).to_numpy(zero_copy_only=False).astype(np.int32)[rows]),
+                batch.column(S.USER).take(pa.array(rows)),
+                pa.array((ranks + 1).astype(np.int32)),
+                pa.array(vidx[idx[rows, ranks]].astype(np.int32)),
+                pa.array((val[rows, ranks] + user_bias[rows] + np.float32(global_mean)).astype(np.float32)),
+            ], names=[S.USER_IDX, S.USER, S.RANK, S.ITEM_IDX, S.SCORE])
+
+    return fn
+
+
+def _flat_lists(lists: pa.Array, dtype, name: str) -> np.ndarray:
+    """The values of an Arrow list column as one numpy array (a null list holds none; a null value is refused)."""
+    flat = lists.flatten()
+    if flat.null_count:
+        raise ValueError(f"{name}: {flat.null_count} null values")
+    return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def item_columns(spark, matrix: dict, key: str) -> DataFrame:

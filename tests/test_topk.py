@@ -101,3 +101,42 @@ def test_mlp_scoring_matches_the_keras_model():
     for r in range(6):
         ref = [c for c in np.argsort(-want[r], kind="stable") if c not in set(seen[r].tolist())][:4]
         assert idx[r].tolist() == ref
+
+
+def test_arrow_scorer_blocks_seen_items_and_biases_like_score_block():
+    """The executors' function (Arrow in and out, users in sub-blocks) against score_block on the whole batch:
+    seen lists that cross sub-block boundaries, null lists (nothing seen), a user who has seen every item,
+    user biases and the global mean added to the score."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from recjob import schema as S
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, rank, k = 23, 300, 5, 7
+    u, v = rng.normal(size=(n_users, rank)).astype(np.float32), rng.normal(size=(n_items, rank)).astype(np.float32)
+    item_bias, user_bias = rng.normal(size=n_items).astype(np.float32), rng.normal(size=n_users).astype(np.float32)
+    matrix = topk.item_matrix(pd.DataFrame({S.ITEM_IDX: np.arange(n_items, dtype=np.int32) + 1000,
+                                            S.ITEM: [f"{i:05d}" for i in range(n_items)], "bias": item_bias,
+                                            "factors": list(v)}))
+    seen = [rng.choice(n_items, size=int(rng.integers(0, 40)), replace=False) for _ in range(n_users)]
+    seen[4] = np.arange(n_items)
+    cols = [None if r % 5 == 0 and r != 0 else s.tolist() for r, s in enumerate(seen)]
+    batch = pa.RecordBatch.from_pydict({
+        S.USER_IDX: pa.array(np.arange(n_users, dtype=np.int32)), S.USER: [f"u{r}" for r in range(n_users)],
+        "bias": pa.array(user_bias), "factors": pa.array([list(map(float, f)) for f in u], pa.list_(pa.float32())),
+        "cols": pa.array(cols, pa.list_(pa.int32()))})
+    out = pa.Table.from_batches(list(topk.arrow_scorer(lambda: matrix, k, 4, 2.5)(iter([batch])))).to_pandas()
+    want_idx, want_val = topk.score_block(u, v, item_bias, [np.array(c or [], np.int64) for c in cols], k)
+    assert not (out[S.USER_IDX] == 4).any()  # nothing left to recommend
+    for r in range(n_users):
+        got = out[out[S.USER_IDX] == r].sort_values(S.RANK)
+        ok = want_idx[r] >= 0
+        assert got[S.RANK].tolist() == list(range(1, ok.sum() + 1))
+        assert got[S.ITEM_IDX].tolist() == (want_idx[r][ok] + 1000).tolist()
+        assert (got[S.USER] == f"u{r}").all()
+        np.testing.assert_allclose(got[S.SCORE], want_val[r][ok] + user_bias[r] + 2.5, rtol=1e-5, atol=1e-5)
+    arrays = batch.columns[:3] + [pa.array([[1.0, 2.0]] * n_users, pa.list_(pa.float32())), batch.column("cols")]
+    short = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    with pytest.raises(ValueError, match="every user needs 5 factors"):
+        list(topk.arrow_scorer(lambda: matrix, k, 4, 0.0)(iter([short])))
