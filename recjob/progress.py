@@ -4,7 +4,7 @@ loops the driver runs itself (training epochs).
 ``spark_progress`` runs a daemon thread beside a stage that asks Spark's status tracker, every ``every_s``
 seconds, how many tasks of the running stages are done, and logs a line when something is running:
 
-    score ds=2026-01-04: Spark stage 41 (mapInPandas at ...): 5/8 tasks, 0.42 tasks/s, ETA 7s
+    score ds=2026-01-04: Spark stage 41 (mapInArrow at ...): 5/8 tasks, 0.42 tasks/s, ETA 7s
 
 Nothing is logged for work that ends before the first interval, so short stages stay quiet.
 """

@@ -1,6 +1,6 @@
 """score: factor tables -> top-N unseen items per user, computed inside Spark executors.
 
-The item factors (sized by the catalogue) are broadcast; users stream through ``mapInPandas`` in blocks,
+The item factors (sized by the catalogue) are broadcast; users stream through ``mapInArrow`` in blocks,
 each block one matrix product (for a kind with scoring layers, the MLP: those layers over every (user, item)
 pair of the block, the first layer split so that the item half is computed once) plus a per-row top-k. There
 is no users x items cross join. Columns of the item matrix are in asin order, so equal scores break on the
