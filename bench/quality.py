@@ -184,8 +184,10 @@ def summary(results: dict) -> None:
     for name, (ev, kind, _) in results.items():
         if name.startswith("s3rec-"):
             m = ev["model"]
-            print(f"{name} leave-one-out, full ranking ({kind}): HR@10 {m['hr@10']:.4f} (target >= 0.0848), "
-                  f"NDCG@10 {m['ndcg@10']:.4f} (target >= 0.0432); " + ", ".join(
+            beauty = name == "s3rec-Beauty"  # the absolute targets are the published SASRec figures on Beauty
+            print(f"{name} leave-one-out, full ranking ({kind}): HR@10 {m['hr@10']:.4f}"
+                  f"{' (target >= 0.0848)' if beauty else ''}, NDCG@10 {m['ndcg@10']:.4f}"
+                  f"{' (target >= 0.0432)' if beauty else ''}; " + ", ".join(
                       f"{k} {r:.2f}x" if r is not None else f"{k} n/a" for k, r in vs_best(ev, ("ndcg@10", "hr@10")))
                   + " the best of popularity and ALS implicit (target 1.2x on NDCG@10)")
         elif name == "ml100k-temporal" or name.startswith("amazon"):
