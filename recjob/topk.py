@@ -251,7 +251,7 @@ def arrow_scorer(get_matrix, top_n: int, block: int, global_mean: float, backend
                 scores = block_scores(uf[start:stop], vfb, m["mlp"], seen_row[lo:hi] - start, seen_flat[lo:hi])
                 idx[start:stop], val[start:stop] = top_k(scores, top_n, backend)
             rows, ranks = np.nonzero(idx >= 0)
-            user_bias = batch.column("bias").fill_null(0).to_numpy(zero_copy_only=False).astype(np.float32)
+            user_bias = batch.column("bias").to_numpy(zero_copy_only=False).astype(np.float32)
             yield pa.RecordBatch.from_arrays([
                 pa.array(batch.column(S.USER_IDX).to_numpy(zero_copy_only=False).astype(np.int32)[rows]),
                 batch.column(S.USER).take(pa.array(rows)),
