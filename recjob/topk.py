@@ -199,7 +199,6 @@ def item_matrix(items: pd.DataFrame, mlp_weights: list | None = None) -> dict:
     factors = np.stack(items["factors"].to_numpy()).astype(np.float32) if len(items) else np.zeros((0, 0), np.float32)
     return {
         "factors": factors,
-        "bias": items["bias"].to_numpy(np.float32),
         "factors_bias": with_bias(factors, items["bias"].to_numpy(np.float32)),
         "item_idx": items[S.ITEM_IDX].to_numpy(np.int32),
         "asin": items[S.ITEM].to_numpy(),
