@@ -101,6 +101,10 @@ class TrainConfig:
     l2: float | None = None  # per-example L2 on the looked-up factors; None: the model kind's default
     bias_l2: float | None = None  # per-example L2 on the looked-up biases; None: the model kind's default
     learning_rate: float | None = None  # Adam's; None: the model kind's default (0.01 unless it says otherwise)
+    # lazy_adam: Adam updating only the embedding rows in the batch (a step's cost does not grow with the number
+    # of users); adam: Keras's Adam, every row of every table at every step; auto: adam up to 100,000 users +
+    # items, lazy_adam above (recjob.models.keras_fit.optimizer_name)
+    optimizer: str = "auto"
     batch_size: int = 1024
     min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
     max_epochs: int = 40
@@ -203,6 +207,7 @@ class Config:
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # database names: plain ASCII, safe in SQL unquoted
 MAX_TOP_N = 1000
+OPTIMIZERS = ("auto", "lazy_adam", "adam")  # train.optimizer
 
 
 def _non_finite(node: Any, where: str = "") -> list[str]:
@@ -265,6 +270,8 @@ def _check(cfg: Config) -> Config:
         problems.append("train.mcmc_burn_in, bpmf_noise_prior and bpmf_export_rank must be >= 0")
     if sh.history_length < 0:
         problems.append("shards.history_length must be >= 0")
+    if t.optimizer not in OPTIMIZERS:
+        problems.append(f"train.optimizer={t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     if t.learning_rate is not None and t.learning_rate <= 0:
         problems.append("train.learning_rate must be > 0")
     if t.dropout is not None and not 0.0 <= t.dropout < 1.0:

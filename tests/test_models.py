@@ -1,5 +1,7 @@
 """The model registry, and the Keras kinds against numpy references: the softmax loss, its sampled variant,
 the seq model's user factor, saving and loading."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,75 @@ def test_seq_model_saves_and_loads(tmp_path):
     h = np.array([[1, 2, 6, 6]], np.int32)
     np.testing.assert_array_equal(keras_fit.factors(back, h)["user"], keras_fit.factors(model, h)["user"])
     assert back.markov == 2
+
+
+def _adam_rows(w, m, v, g, step, lr=0.1, b1=0.9, b2=0.999, eps=1e-7):
+    """Adam's update of the given rows in numpy (Keras's form of it)."""
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+    alpha = lr * np.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+    return w - alpha * m / (np.sqrt(v) + eps), m, v
+
+
+def test_lazy_adam_updates_only_the_looked_up_rows_and_sums_repeated_ones():
+    import keras
+    import tensorflow as tf
+
+    emb = keras_fit.embedding(6, 2, "t", seed=3)
+    emb.build((None,))
+    opt = keras_fit.optimizer(config.TrainConfig(learning_rate=0.1, optimizer="lazy_adam"), _tables(6, 0))
+    w0 = emb.get_weights()[0].copy()
+
+    def step(ids, coef):
+        with tf.GradientTape() as tape:
+            out = emb(tf.constant(ids))
+            loss = tf.reduce_sum(out * tf.constant(coef, tf.float32)[:, None])
+        grads = tape.gradient(loss, emb.trainable_variables)
+        assert isinstance(grads[0], tf.IndexedSlices)  # the lookup's gradient is a set of rows
+        opt.apply(grads, emb.trainable_variables)
+
+    step([1, 4, 1], [1.0, -2.0, 0.5])  # row 1 twice: its gradient is 1.5 per column
+    w1 = emb.get_weights()[0]
+    m, v = np.zeros_like(w0), np.zeros_like(w0)
+    expected = w0.copy()
+    g = np.zeros_like(w0)
+    g[1], g[4] = 1.5, -2.0
+    for r in (1, 4):
+        expected[r], m[r], v[r] = _adam_rows(w0[r], m[r], v[r], g[r], 1)
+    np.testing.assert_allclose(w1, expected, rtol=1e-4, atol=1e-6)  # float32 against float64
+    step([2], [3.0])  # rows 1 and 4 are not in this batch: unchanged (Keras's Adam would move them on)
+    w2 = emb.get_weights()[0]
+    np.testing.assert_array_equal(w2[[0, 1, 3, 4, 5]], w1[[0, 1, 3, 4, 5]])
+    expected2, _, _ = _adam_rows(w1[2], m[2], v[2], np.full(2, 3.0, np.float32), 2)
+    np.testing.assert_allclose(w2[2], expected2, rtol=1e-4, atol=1e-6)  # float32 against float64
+    dense = keras_fit.optimizer(config.TrainConfig(learning_rate=0.1, optimizer="adam"), _tables(10**7, 0))
+    assert type(dense) is keras.optimizers.Adam
+
+
+def _tables(n_users, n_items):
+    return SimpleNamespace(n_users=n_users, n_items=n_items)
+
+
+def test_train_optimizer_auto_is_adam_on_small_tables_only():
+    cfg = config.load(None, []).train
+    assert cfg.optimizer == "auto"
+    assert keras_fit.optimizer_name(cfg, _tables(943, 1682)) == "adam"  # ML-100k: the README's figures
+    assert keras_fit.optimizer_name(cfg, _tables(3_366_674, 159_838)) == "lazy_adam"
+    assert keras_fit.optimizer_name(config.load(None, ["train.optimizer=adam"]).train, _tables(10**7, 1)) == "adam"
+    with pytest.raises(config.ConfigError, match="train.optimizer='sgd' is not one of auto, lazy_adam, adam"):
+        config.load(None, ["train.optimizer=sgd"])
+
+
+def test_a_long_epoch_logs_its_steps_with_speed_and_eta(caplog):
+    cb = keras_fit._validation(lambda m: {}, [], 1000, 40, steps_per_epoch=10, batch=100, every_s=0.0)
+    cb.on_train_begin()
+    cb.on_epoch_begin(2)
+    with caplog.at_level("INFO", logger="recjob.train"):
+        cb.on_train_batch_end(4)
+    assert "train: epoch 3/40: step 5/10 (50%)" in caplog.text and "examples/s, epoch ETA" in caplog.text
+    quiet = keras_fit._validation(lambda m: {}, [], 1000, 40, steps_per_epoch=10, batch=100, every_s=3600.0)
+    quiet.on_train_begin()
+    quiet.on_epoch_begin(0)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="recjob.train"):
+        quiet.on_train_batch_end(4)
+    assert caplog.text == ""  # a short epoch: only the epoch's own line

@@ -4,7 +4,7 @@ difference; the factors and item biases are what scoring uses."""
 from __future__ import annotations
 
 from recjob.models.base import ITEM_IN, NEG_IN, USER_IN
-from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_EMB, KerasKind, embedding
+from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_EMB, KerasKind, embedding, optimizer
 
 
 class Bpr(KerasKind):
@@ -29,7 +29,7 @@ class Bpr(KerasKind):
         s_neg = layers.Add()([layers.Dot(axes=1)([p, item_emb(j_in)]), item_bias(j_in)])
         out = layers.Reshape((), name="margin")(layers.Subtract()([s_pos, s_neg]))
         model = keras.Model({USER_IN: u_in, ITEM_IN: i_in, NEG_IN: j_in}, out, name="recjob_bpr")
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        model.compile(optimizer=optimizer(cfg, data),
                       loss=keras.losses.BinaryCrossentropy(from_logits=True))
         return model
 

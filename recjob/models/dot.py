@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recjob.models.base import ITEM_IN, USER_IN, TrainingData
-from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_BIAS, USER_EMB, KerasKind, embedding
+from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_BIAS, USER_EMB, KerasKind, embedding, optimizer
 
 if TYPE_CHECKING:
     from recjob.config import TrainConfig
@@ -40,7 +40,7 @@ def build_rating_model(data: TrainingData, cfg: TrainConfig, mlp_layers: tuple =
     out = layers.Rescaling(1.0, offset=float(data.rating_mean), name="plus_mean")(out)
     out = layers.Reshape((), name="rating")(out)
     model = keras.Model({USER_IN: u_in, ITEM_IN: i_in}, out, name=f"recjob_{cfg.model}")
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse",
+    model.compile(optimizer=optimizer(cfg, data), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
     return model
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from recjob.models import softmax
 from recjob.models.base import HIST_IN
-from recjob.models.keras_fit import KerasKind
+from recjob.models.keras_fit import KerasKind, optimizer
 
 FILE = "sasrec.npz"
 ATTENTION_BLOCKS = 2
@@ -163,12 +163,10 @@ class Sasrec(KerasKind):
     defaults = {"factors": 64, "l2": 0.0, "bias_l2": 0.0, "dropout": 0.5, "learning_rate": 0.001, "patience": 10}
 
     def build(self, data, cfg):
-        import keras
-
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
                               negatives=cfg.negatives, seed=cfg.seed, history_length=data.item_histories.shape[1],
                               dropout=cfg.dropout, name="recjob_sasrec")
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        model.compile(optimizer=optimizer(cfg, data))
         return model
 
     def save_scoring_files(self, model, workdir):

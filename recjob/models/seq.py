@@ -19,7 +19,7 @@ import numpy as np
 
 from recjob.models import softmax
 from recjob.models.base import HIST_IN
-from recjob.models.keras_fit import HIST_EMB, KerasKind, embedding
+from recjob.models.keras_fit import HIST_EMB, KerasKind, embedding, optimizer
 
 FILE = "seq.npz"
 MARKOV_W = "markov_weight"
@@ -85,11 +85,9 @@ class Seq(KerasKind):
     defaults = {"factors": 32, "l2": 0.06, "bias_l2": 0.0}
 
     def build(self, data, cfg):
-        import keras
-
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
                               negatives=cfg.negatives, seed=cfg.seed, markov=cfg.markov_order, name="recjob_seq")
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        model.compile(optimizer=optimizer(cfg, data))
         return model
 
     def save_scoring_files(self, model, workdir):

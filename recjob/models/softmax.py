@@ -10,7 +10,7 @@ import functools
 import numpy as np
 
 from recjob.models.base import ITEM_IN, USER_IN
-from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_EMB, KerasKind, embedding
+from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_EMB, KerasKind, embedding, optimizer
 
 
 @functools.cache
@@ -87,11 +87,9 @@ class Softmax(KerasKind):
     defaults = {"factors": 32, "l2": 0.06, "bias_l2": 0.0}
 
     def build(self, data, cfg):
-        import keras
-
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
                               negatives=cfg.negatives, seed=cfg.seed, name="recjob_softmax")
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        model.compile(optimizer=optimizer(cfg, data))
         return model
 
 
