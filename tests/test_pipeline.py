@@ -83,7 +83,8 @@ def test_ranking_model_beats_popularity_and_als(spark, e2e):
     assert ev["model"]["ndcg@10"] > 1.2 * ev["popularity"]["ndcg@10"], brief
     # level with ALS implicit tuned on validation (measured: 0.421 vs 0.413; a margin for float differences)
     assert ev["model"]["ndcg@10"] > 0.95 * ev["als_implicit"]["ndcg@10"], brief
-    assert set(ev) >= {"model", "popularity", "als_implicit", "global_mean", "bias", "als"}
+    assert set(ev) >= {"model", "popularity", "als_implicit", "global_mean", "bias"}
+    assert "als" not in ev  # ALS explicit, a rating baseline, is not fitted for a ranking model
     # ALS checkpoints (lineage truncation) went to a folder under data_dir that the stage removed
     settings = json.loads(warehouse.read_partition(spark, cfg.table("evaluation"), DS).first()["settings"])
     assert settings["als"]["als_implicit_reg"] in (0.1, 1.0, 10.0)  # chosen on validation, recorded
@@ -116,6 +117,7 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
     assert result["val_rmse"] < base["bias_rmse"], result
     ev = _evaluation(spark, cfg, "validation")
     assert ev["model"]["rmse"] == pytest.approx(result["val_rmse"])
+    assert set(ev["als"]) == {"rmse", "mae"}  # a rating model: ALS explicit is its rating baseline
     assert ev["model"]["ndcg@10"] < ev["popularity"]["ndcg@10"]  # a rating model ranks poorly
     with pytest.raises(GateFailed, match="quality gate failed"):
         pipeline.run_stage("publish", cfg, spark, DS)

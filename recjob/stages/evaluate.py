@@ -167,14 +167,17 @@ def user_sample(users: DataFrame, max_users: int, seed: int,
 
 
 def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict) -> list[tuple]:
+    """RMSE and MAE of the global mean, the bias baseline, ALS explicit (unless None) and the model (if it
+    predicts ratings) on a held-out split."""
     base = metrics.baseline_errors(train, heldout)
     mu = base["global_mean"]
     rows = [(split, "global_mean", "rmse", base["global_mean_rmse"]), (split, "global_mean", "mae", base["global_mean_mae"]),
             (split, "bias", "rmse", base["bias_rmse"]), (split, "bias", "mae", base["bias_mae"])]
-    pred = als_explicit.transform(heldout).withColumn(
-        "prediction", F.when(F.isnan("prediction"), F.lit(mu)).otherwise(F.col("prediction")))
-    a_rmse, a_mae = metrics.rmse_mae(pred, "prediction")
-    rows += [(split, "als", "rmse", a_rmse), (split, "als", "mae", a_mae)]
+    if als_explicit is not None:
+        pred = als_explicit.transform(heldout).withColumn(
+            "prediction", F.when(F.isnan("prediction"), F.lit(mu)).otherwise(F.col("prediction")))
+        a_rmse, a_mae = metrics.rmse_mae(pred, "prediction")
+        rows += [(split, "als", "rmse", a_rmse), (split, "als", "mae", a_mae)]
     key = "val" if split == S.VALIDATION else "test"
     for metric in ("rmse", "mae"):
         if model_result.get(f"{key}_{metric}") is not None:
@@ -201,7 +204,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         checkpoints = checkpoint_dir(spark, cfg, ds)
         try:
             rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users,
-                                        test_model)
+                                        test_model, rating_model=kind.predicts_ratings)
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
@@ -224,15 +227,19 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 
 
 def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, e: EvaluateConfig,
-                 block: int, test_model: tuple | None = None) -> tuple[list[tuple], dict]:
+                 block: int, test_model: tuple | None = None, rating_model: bool = True) -> tuple[list[tuple], dict]:
     """Evaluation rows (split, model, metric, value) of the model (its users frame, items pdf and scoring
     layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam).
     ``test_model``: the model as tested, when its user factors depend on the items before the held-out one (a
-    sequence model: from the train and validation items; ``model`` has them from the train items)."""
+    sequence model: from the train and validation items; ``model`` has them from the train items).
+    ALS explicit, a rating baseline, is fitted for a ``rating_model`` only: a ranking model has no RMSE to
+    compare with it, and at the full category it is a fit of 8 minutes on this 2-core machine."""
     train = frames[S.TRAIN]
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()
-    als_exp = als_model(train, e, False, e.als_reg)
+    als_exp = als_model(train, e, False, e.als_reg) if rating_model else None
+    if not rating_model:
+        log.info("evaluate: no ALS explicit (a rating baseline): the model ranks, it predicts no ratings")
     als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, block)
     chosen = {"als_implicit_reg": reg, "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()},
               "als_grid_users": e.als_grid_users}
