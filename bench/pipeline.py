@@ -101,10 +101,10 @@ def data_for(args) -> Path:
 
 def rows(counts: dict) -> int:
     """The row counts of a stage record's "read" or "wrote" (ingest's line counts are one level down; file
-    counts and paths are not rows)."""
+    counts, publish's count of users and paths are not rows)."""
     if isinstance(counts.get("lines"), dict):
         counts = counts["lines"]
-    return sum(v for k, v in counts.items() if isinstance(v, int) and k != "files")
+    return sum(v for k, v in counts.items() if isinstance(v, int) and k not in ("files", "users"))
 
 
 def gib(n: int) -> str:
