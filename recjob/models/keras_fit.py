@@ -182,8 +182,9 @@ def lazy_adam_class():
     TensorFlow Addons' LazyAdam): an embedding's gradient is a set of rows (``tf.IndexedSlices``), and Keras's
     Adam turns it into a dense update of the whole table, its two moment tables included, at every step. With
     3.4M users x 32 factors a softmax step took 190 ms against 25 ms at 200k users; with this optimizer and
-    ``row_embedding_class``'s lookup, 9 ms at either size. Dense variables (the MLP's layers, sasrec's attention) get Adam's update unchanged; a
-    row's moments decay only when the row is in a batch. Registered with Keras, so saved models load."""
+    ``row_embedding_class``'s lookup, 9 ms at either size. Dense variables (the MLP's layers, sasrec's
+    attention) get Adam's update unchanged; a row's moments decay only when the row is in a batch. Registered
+    with Keras, so saved models load."""
     import keras
     import tensorflow as tf
 
