@@ -97,8 +97,8 @@ def check_partition(env, ds):
         JOIN (SELECT reviewerID AS u, count(*) AS c FROM recjob.recommendations WHERE ds = '{ds}' GROUP BY reviewerID) x
           ON r.reviewerID = x.u
         WHERE ds = '{ds}'""")
-    (trained,), = sql(env, f"SELECT count(*) FROM recjob.user_factors WHERE ds = '{ds}'")
-    assert int(n_users) == int(trained) > 0  # the expected users: every user the model was trained on
+    (sampled,), = sql(env, f"SELECT count(DISTINCT reviewerID) FROM recjob.interactions WHERE ds = '{ds}'")
+    assert int(n_users) == int(sampled) > 0  # the expected users: every user of the ds's sample
     assert int(hi) == TOP_N and int(lo) >= 1
     assert int(n_pairs) == int(n_rows)  # no duplicated (user, item)
     return int(n_rows)

@@ -52,7 +52,14 @@ def test_every_user_gets_n_unseen_ranked_items(spark, e2e):
     reviews = warehouse.read_partition(spark, cfg.table("reviews"), DS).select(S.USER, S.ITEM).toPandas()
     catalog = set(item_f[S.ITEM])
     seen = reviews[reviews[S.ITEM].isin(catalog)].groupby(S.USER)[S.ITEM].apply(set)
-    assert set(recs[S.USER]) == set(user_f[S.USER])  # every trained user is published
+    sampled = set(warehouse.read_partition(spark, cfg.table("interactions"), DS).select(S.USER).toPandas()[S.USER])
+    assert set(recs[S.USER]) == sampled  # every user of the sample is published, trained on or not
+    cold = sampled - set(user_f[S.USER])  # every review in validation or test: the model's lists for no history
+    assert cold and next(r for r in reports if r["stage"] == "score")["users_without_factors"] == len(cold)
+    by_bias = item_f.sort_values(["bias", S.ITEM], ascending=[False, True])[S.ITEM].tolist()
+    for user in sorted(cold)[:20]:
+        expected = [a for a in by_bias if a not in seen.get(user, set())][:N]
+        assert recs[recs[S.USER] == user].sort_values(S.RANK)[S.ITEM].tolist() == expected, user
     for user, grp in recs.groupby(S.USER):
         grp = grp.sort_values(S.RANK)
         expected = min(N, len(catalog) - len(seen.get(user, set())))

@@ -11,12 +11,18 @@ A kind whose user factor is computed from the user's latest items (seq) gets it 
 each user's latest items of every split (the shards' ``latest_items``): the published lists follow what the
 user did last, validation and test items included. The ``user_factors`` table, which evaluate reads, holds the
 factors of the train items only.
+
+Every user of the ds's sample (``interactions``) gets a list. A user the model has no factors for (every review
+they wrote fell in the validation or test split) is scored as the model scores a user with no train history:
+user factor and user bias zero, so the score is the item bias (plus the global mean for a rating model; for a
+kind with scoring layers, their output at a zero user factor); a kind that encodes the latest items computes
+the factor from those, as for everyone else. The log and the stage record say how many users were scored so.
 """
 from __future__ import annotations
 
 import logging
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recjob import models, topk, warehouse
@@ -36,7 +42,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 .first()["rating_mean"] if kind.predicts_ratings else 0.0)
         items_pdf = warehouse.read_partition(spark, cfg.table("item_factors"), ds).toPandas()  # sized by items
         matrix = topk.item_matrix(items_pdf, kind.scoring_layers(store.load_model_file))
-        users = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
+        trained = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
+        sampled = (warehouse.read_partition(spark, cfg.table("interactions"), ds).select(S.USER).distinct()
+                   .join(warehouse.read_partition(spark, cfg.table("user_index"), ds).select(S.USER, S.USER_IDX), S.USER))
+        cold = cold_users(sampled, trained).cache()
+        n_cold = cold.count()
+        users = trained.unionByName(cold)
         encoder = kind.history_encoder(store.load_model_file)
         if encoder is not None:
             users = topk.encoded_users(users, spark.read.parquet(store.latest_items), encoder)
@@ -46,8 +57,23 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         recs = topk.recommend(users, seen, matrix, cfg.score.top_n, cfg.score.block_users, float(mean))
         n = warehouse.write_partition(recs, cfg.table("scores"), ds)
         n_users = users.count()
-        log.info("score: %d users x %d items -> %d recommendations (top %d)", n_users, len(matrix["asin"]), n,
-                 cfg.score.top_n)
-        record["read"] = {cfg.table("user_factors"): n_users, cfg.table("item_factors"): len(matrix["asin"])}
+        log.info("score: %d users x %d items -> %d recommendations (top %d); %d of the users have no factors "
+                 "(no review in the train split) and got the model's lists for a user without train history",
+                 n_users, len(matrix["asin"]), n, cfg.score.top_n, n_cold)
+        cold.unpersist()
+        record["read"] = {cfg.table("user_factors"): n_users - n_cold, cfg.table("item_factors"): len(matrix["asin"])}
         record["wrote"] = {cfg.table("scores"): n}
+        record["users_without_factors"] = n_cold
     return record
+
+
+def cold_users(sampled: DataFrame, trained: DataFrame) -> DataFrame:
+    """The users of ``sampled`` (reviewerID, user_idx) missing from ``trained`` (the user factors: user_idx,
+    reviewerID, bias, factors), as user factor rows of zeros: bias 0, factors 0 of the trained factors' length."""
+    first = trained.select("factors").first()
+    if first is None:
+        raise warehouse.MissingInputError("score: the user_factors partition is empty: rerun the train stage")
+    zeros = F.array_repeat(F.lit(0.0).cast("float"), len(first["factors"]))
+    return (sampled.join(trained.select(S.USER_IDX), S.USER_IDX, "left_anti")
+            .select(S.USER_IDX, S.USER, F.lit(0.0).cast(trained.schema["bias"].dataType).alias("bias"),
+                    zeros.cast(trained.schema["factors"].dataType).alias("factors")))
