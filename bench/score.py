@@ -1,14 +1,18 @@
 """Top-N scoring speed: recjob's scorer against Spark ALS ``recommendForAllUsers`` on the same factors.
 
 One Spark session: Spark ALS is fitted for one iteration on synthetic ratings that touch every user and item,
-and its factors are scored twice, top-10 for every user over every item, each result written to parquet:
+and its factors are scored by each scorer, top-10 for every user over every item, each result written to parquet:
   - baseline: ``ALSModel.recommendForAllUsers(10)``;
-  - recjob: ``recjob.topk.recommend`` (blocked matrix product + exact top-k in ``mapInPandas``, item factors
+  - recjob: ``recjob.topk.recommend`` (blocked matrix product + exact top-k in ``mapInArrow``, item factors
     broadcast), the code the score stage runs, with no seen items to exclude (ALS excludes none either);
-    once with its default selection (group maxima) and once with ``tf.math.top_k``, the selection it used before.
-Also the bare single-process matrix product of the same shapes (numpy sgemm, blocks of 1,024 users, nothing
-selected), the floor any scorer pays. Checks, on a sample of users, that recjob's lists equal a full stable
-sort of the same scores (exact, ties to the lower item) and that they hold the same items as ALS's.
+    with its default (the product one chunk of item columns at a time, group maxima taken per chunk), with the
+    scorer before it (the whole block's product, then group maxima) and with ``tf.math.top_k``, the one before.
+Also the bare single-process matrix product of the same shapes (numpy sgemm, blocks of 1,024 users, the item
+factors transposed once into sgemm's faster layout, nothing selected), the floor any scorer pays. Checks, on a
+sample of users, that recjob's lists equal a full stable sort of the numpy product's scores (ties to the lower
+item), or differ only between scores within float32 rounding (the products sum in another order), and that they
+hold the same items as ALS's. Every scorer runs ``--repeat`` times in turns and its fastest run is reported (all
+runs are printed).
 
     python bench/score.py [--users 200000] [--items 50000] [--rank 32] [--k 10] [--master local[2]]
 """
@@ -47,6 +51,7 @@ def main() -> None:
                    help="users per matrix product (default: score.block_users's)")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--check-users", type=int, default=2000)
+    p.add_argument("--repeat", type=int, default=2, help="runs of each scorer, in turns; the fastest counts")
     a = p.parse_args()
 
     from pyspark.ml.recommendation import ALS
@@ -92,19 +97,28 @@ def main() -> None:
             (topk.recommend(users_df, no_seen, matrix, a.k, a.block, 0.0, backend)
              .write.mode("overwrite").parquet(os.path.join(tmp, out)))
 
-        _, t_recjob = timed(lambda: recjob_top("auto", "recjob"))
-        _, t_tf = timed(lambda: recjob_top("tensorflow", "recjob_tf"))
-        _, t_als = timed(als_top)
+        # Each scorer runs a.repeat times, in turns, and its fastest run counts: the first run of the session
+        # also pays for starting the Python workers, whichever scorer it is.
+        runs: dict = {}
+        for _ in range(a.repeat):
+            for name, fn in (("recjob", lambda: recjob_top("auto", "recjob")),
+                             ("prev", lambda: recjob_top("chunked", "recjob_prev")),
+                             ("tf", lambda: recjob_top("tensorflow", "recjob_tf")), ("als", als_top)):
+                runs.setdefault(name, []).append(timed(fn)[1])
+        print("  runs (s): " + "; ".join(f"{k} " + ", ".join(f"{t:.1f}" for t in v) for k, v in runs.items()))
+        t_recjob, t_prev, t_tf, t_als = (min(runs[k]) for k in ("recjob", "prev", "tf", "als"))
 
         # The bare matrix product, one process, same shapes and blocks.
         U = np.stack(user_f.orderBy("id").toPandas()["features"].to_numpy()).astype(np.float32)
         V = matrix["factors"]
 
+        Vt = np.ascontiguousarray(V.T)  # the faster layout for sgemm
+
         def bare():
             for start in range(0, len(U), 1024):
-                U[start:start + 1024] @ V.T
+                U[start:start + 1024] @ Vt
 
-        _, t_bare = timed(bare)
+        t_bare = min(timed(bare)[1] for _ in range(a.repeat))
 
         # Correctness on a sample: recjob == full stable sort; same item sets as ALS.
         rng = np.random.default_rng(0)
@@ -113,7 +127,17 @@ def main() -> None:
         ours = ours.sort_values([S.USER_IDX, S.RANK]).groupby(S.USER_IDX)[S.ITEM_IDX].apply(list)
         scores = U[sample] @ V.T
         ref = np.argsort(-scores, axis=1, kind="stable")[:, :a.k]
-        exact = all(list(matrix["item_idx"][ref[r]]) == ours[u] for r, u in enumerate(sample))
+        col_of = {int(i): c for c, i in enumerate(matrix["item_idx"])}
+        identical = near = 0
+        exact64 = U[sample].astype(np.float64) @ V.T.astype(np.float64)
+        for r, u in enumerate(sample):
+            mine = [col_of[i] for i in ours[u]]
+            if mine == ref[r].tolist():
+                identical += 1
+            # otherwise: the same scores, up to float32 rounding (another summation order, a different bit)?
+            elif np.abs(np.sort(exact64[r])[::-1][:a.k] - exact64[r, mine]).max() <= 1e-6 * np.abs(exact64[r]).max():
+                near += 1
+        exact = identical + near == len(sample)
         als_rows = (spark.read.parquet(os.path.join(tmp, "als")).where(F.col("u").isin(sample.tolist()))
                     .select("u", F.col("recommendations.i").alias("items")).toPandas().set_index("u")["items"])
         same_sets = np.mean([set(als_rows[u]) == set(ours[u]) for u in sample])
@@ -122,10 +146,15 @@ def main() -> None:
         print(f"  Spark ALS recommendForAllUsers({a.k}) -> parquet   {t_als:8.1f}s  (baseline)")
         print(f"  recjob topk.recommend -> parquet                 {t_recjob:8.1f}s  "
               f"{t_als / t_recjob:.2f}x faster than ALS (target >= 8x)")
-        print(f"  the same with tf.math.top_k (the scorer before)  {t_tf:8.1f}s  {t_als / t_tf:.2f}x faster than ALS")
+        print(f"  the scorer before (whole-block product, then group maxima) {t_prev:8.1f}s  "
+              f"{t_als / t_prev:.2f}x faster than ALS")
+        print(f"  the same with tf.math.top_k (the scorer before that) {t_tf:8.1f}s  "
+              f"{t_als / t_tf:.2f}x faster than ALS")
         print(f"  bare matrix product, one process (numpy sgemm)   {t_bare:8.1f}s  "
               f"recjob / bare = {t_recjob / t_bare:.2f} (target <= 1.5)")
-        print(f"  check on {len(sample):,} users: recjob lists equal a full stable sort: {exact}; "
+        print(f"  check on {len(sample):,} users: recjob lists equal a full stable sort of the numpy product for "
+              f"{identical:,}; {near:,} differ only where scores agree to float32 rounding (1e-6 of the row's "
+              f"largest score); every list exact: {exact}; "
               f"same item sets as ALS: {same_sets:.1%} of users (mean overlap {overlap:.1%})")
     finally:
         spark.stop()

@@ -127,7 +127,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ScoreConfig:
     top_n: int = 10
-    block_users: int = 32  # users per matrix product in an executor: their scores stay in the CPU cache
+    block_users: int = 64  # users per matrix product in an executor (bench/score.py: 64 fastest of 32, 64 at 50k items)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,39 @@ def test_group_maxima_selection_is_exact_with_ties_exclusions_and_a_ragged_tail(
             np.testing.assert_array_equal(vals, ref_vals)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_chunked_product_selection_is_exact_with_ties_exclusions_and_padding(seed):
+    """top_k_product (the product one chunk of columns at a time, group maxima per chunk) against the reference
+    on the same scores: several chunks with a padded last one, integer factors (exact ties within and across
+    chunks), seen pairs in every chunk, a user who has seen everything, one with fewer than k candidates, one
+    with zero factors (scores = item biases), a reused buffer with more rows than the block."""
+    rng = np.random.default_rng(200 + seed)
+    n_items, n_users, rank = int(rng.integers(150, 1500)), 40, 3
+    if seed % 2:
+        u, v = rng.integers(-2, 3, (n_users, rank)), rng.integers(-2, 3, (n_items, rank))
+        b = rng.integers(0, 2, n_items)
+    else:
+        u, v, b = rng.normal(size=(n_users, rank)), rng.normal(size=(n_items, rank)), rng.normal(size=n_items)
+    u, v, b = u.astype(np.float32), v.astype(np.float32), b.astype(np.float32)
+    u[2] = 0.0  # a user without factors: every item by its bias
+    seen = [rng.choice(n_items, size=int(rng.integers(0, n_items // 3)), replace=False) for _ in range(n_users)]
+    seen[0] = np.arange(n_items)
+    seen[1] = np.delete(np.arange(n_items), [3, 100 % n_items])
+    rows = np.repeat(np.arange(n_users), [len(x) for x in seen])
+    cols = np.concatenate(seen).astype(np.int64)
+    scores = topk.with_ones(u) @ topk.with_bias(v, b).T
+    scores[rows, cols] = -np.inf
+    for group, chunk_columns in ((2, 16), (7, 100), (16, 64), (64, 4096)):
+        chunks = topk.item_chunks(topk.with_bias(v, b), group, chunk_columns)
+        assert chunks.shape[2] % group == 0 and chunks.shape[0] * chunks.shape[2] >= n_items
+        buf = np.empty((chunks.shape[0], n_users + 5, chunks.shape[2]), np.float32)
+        for k in (1, 3, 10):
+            idx, vals = topk.top_k_product(topk.with_ones(u), chunks, n_items, k, rows, cols, buf, group)
+            ref_idx, ref_vals = reference(scores, k)
+            np.testing.assert_array_equal(idx, ref_idx, err_msg=f"k={k} group={group} chunk={chunk_columns}")
+            np.testing.assert_array_equal(vals, ref_vals)
+
+
 def test_score_block_excludes_seen():
     rng = np.random.default_rng(1)
     u, v, b = rng.normal(size=(6, 4)), rng.normal(size=(20, 4)), rng.normal(size=20)
