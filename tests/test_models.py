@@ -94,6 +94,27 @@ def test_softmax_model_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(keras_fit.factors(back)["item"], keras_fit.factors(model)["item"])
 
 
+def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
+    """model.keras, trained with lazy Adam and the row-reading embedding, loads where no recjob class was built."""
+    import subprocess
+    import sys
+
+    model, _ = _softmax(negatives=2, learning_rate=0.1, l2=0.0)
+    model.compile(optimizer=keras_fit.optimizer(config.load(None, ["train.optimizer=lazy_adam"]).train, _tables(4, 6)))
+    x = {USER_IN: np.arange(4, dtype=np.int32), ITEM_IN: np.arange(4, dtype=np.int32)}
+    model.fit(x, np.zeros(4, np.float32), epochs=1, batch_size=4, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    np.save(tmp_path / "item.npy", keras_fit.factors(model)["item"])
+    code = ("import numpy as np, sys; from recjob import models; from recjob.models import keras_fit; "
+            "m = models.load_keras_model(sys.argv[1]); "
+            "assert type(m.optimizer).__name__ == 'LazyAdam', type(m.optimizer); "
+            "np.testing.assert_array_equal(keras_fit.factors(m)['item'], np.load(sys.argv[2])); print('loaded')")
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "item.npy")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "loaded" in out.stdout, out.stderr[-3000:]
+
+
 def test_batch_shrinks_on_small_data_only():
     cfg = config.load(None, []).train
     assert keras_fit.batch_size(1_000_000, cfg) == 1024

@@ -10,7 +10,7 @@ from recjob.models.base import Fitted, ModelKind, TrainingData
 
 KINDS: dict[str, ModelKind] = {m.KIND.name: m.KIND for m in (softmax, bpr, seq, sasrec, dot, mlp, bpmf)}
 
-__all__ = ["KINDS", "Fitted", "ModelKind", "TrainingData", "get", "markdown_table", "names"]
+__all__ = ["KINDS", "Fitted", "ModelKind", "TrainingData", "get", "load_keras_model", "markdown_table", "names"]
 
 
 def names() -> tuple[str, ...]:
@@ -36,3 +36,18 @@ def markdown_table() -> str:
                      f"{d['factors']}, {d['l2']:g}, {d['bias_l2']:g}{other} | "
                      f"{'yes' if kind.needs_item_histories else 'no'} | {kind.summary} |")
     return "\n".join(lines)
+
+
+def load_keras_model(path: str):
+    """A ``model.keras`` that the train stage saved, loaded in any Python process: recjob's Keras classes (the
+    kinds' models, the row-reading embedding, lazy Adam) are registered with Keras when first built, so they
+    are built here before Keras reads the file."""
+    import keras
+
+    from recjob.models import keras_fit
+
+    keras_fit.lazy_adam_class()
+    keras_fit.row_embedding_class()
+    for module in (softmax, seq, sasrec):
+        module.model_class()
+    return keras.saving.load_model(path)

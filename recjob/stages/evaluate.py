@@ -208,10 +208,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
-        settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": {"rank": e.als_rank, "reg": e.als_reg, "implicit_regs": e.als_implicit_regs,
-                                                 "alpha": e.als_alpha, "iterations": e.als_iterations, "seed": e.seed,
-                                                 **chosen},
-                               "bias_reg": 10.0, "model": kind.name, "relevance_threshold": e.relevance_threshold})
+        explicit_reg = e.als_reg if kind.predicts_ratings else None  # ALS explicit: fitted for rating models only
+        als = {"rank": e.als_rank, "reg": explicit_reg, "implicit_regs": e.als_implicit_regs, "alpha": e.als_alpha,
+               "iterations": e.als_iterations, "seed": e.seed, **chosen}
+        settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": 10.0, "model": kind.name,
+                               "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
