@@ -95,6 +95,7 @@ def test_ranking_model_beats_popularity_and_als(spark, e2e):
     # ALS checkpoints (lineage truncation) went to a folder under data_dir that the stage removed
     settings = json.loads(warehouse.read_partition(spark, cfg.table("evaluation"), DS).first()["settings"])
     assert settings["als"]["als_implicit_reg"] in (0.1, 1.0, 10.0)  # chosen on validation, recorded
+    assert settings["als"]["reg"] is None  # no ALS explicit fitted, no regParam of it recorded
     assert set(settings["als"]["als_implicit_validation_ndcg"]) == {"0.1", "1", "10"}
     val = _evaluation(spark, cfg, "validation")["als_implicit"]  # the chosen fit's rows, measured once
     metrics = {"hr@10", "precision@10", "recall@10", "ndcg@10", "map@10"}
