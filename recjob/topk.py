@@ -59,29 +59,12 @@ def top_k_chunked(scores: np.ndarray, k: int, group: int = GROUP) -> tuple[np.nd
     gmax = scores[:, :m * group].reshape(n_rows, group, m).max(axis=1)
     if n_cols > m * group:
         gmax = np.concatenate([gmax, scores[:, m * group:].max(axis=1, keepdims=True)], axis=1)
-    n_groups = gmax.shape[1]
-    t = np.partition(gmax, n_groups - k, axis=1)[:, n_groups - k]
-    above = gmax >= t[:, None]
-    simple = (above.sum(axis=1) == k) & np.isfinite(t)
-    idx = np.empty((n_rows, k), np.int64)
-    vals = np.empty((n_rows, k), scores.dtype)
-    rows = np.flatnonzero(simple)
-    if len(rows):
-        g = np.nonzero(above[rows])[1].reshape(len(rows), k, 1)  # the k groups of each row
-        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))  # (rows, k, group)
-        valid = cols < n_cols  # the last group may be shorter
-        cand = scores[rows[:, None, None], np.minimum(cols, n_cols - 1)]
-        keep = (cand >= t[rows, None, None]) & valid
-        r, a, b = np.nonzero(keep)  # r ascending
-        cv, cc = cand[r, a, b], cols[r, a, b]
-        order = np.lexsort((cc, -cv, r))  # per row: score desc, then column asc
-        first = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(rows)))[:-1]])  # >= k per row
-        pick = order[first[:, None] + np.arange(k)]
-        idx[rows], vals[rows] = cc[pick], cv[pick]
-    rest = np.flatnonzero(~simple)
-    if len(rest):
-        idx[rest], vals[rest] = _top_k_numpy(scores[rest], k)
-    return np.where(np.isneginf(vals), -1, idx), vals
+
+    def candidates(g):  # (rows, k, 1) group numbers -> their columns (rows, k, group), valid where < n_cols
+        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))
+        return cols, cols < n_cols  # the last group may be shorter
+
+    return _select_in_groups(gmax, k, candidates, lambda rows, cols: scores[rows, cols], lambda rows: scores[rows])
 
 
 def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int = CHUNK_COLUMNS) -> np.ndarray:
@@ -126,30 +109,47 @@ def top_k_product(user_fb: np.ndarray, chunks: np.ndarray, n_items: int, k: int,
         if len(sel):
             s[seen_rows[sel], local[sel]] = -np.inf
         np.max(s.reshape(rows_n, group, m), axis=1, out=gmax[:, c * m:(c + 1) * m])
-    n_groups = gmax.shape[1]
-    if k < 1 or n_groups <= k or rows_n == 0:
+    if k < 1 or gmax.shape[1] <= k or rows_n == 0:
         return _top_k_numpy(_full_rows(scores, np.arange(rows_n), n_items), k)
+
+    def candidates(g):  # (rows, k, 1) group numbers -> their columns (rows, k, group); padding columns are -inf
+        chunk, within = np.divmod(g, m)
+        cols_of = chunk * cols + within + m * np.arange(group)
+        return cols_of, np.ones(cols_of.shape, bool)
+
+    def values(rows, cols_of):
+        chunk, within = np.divmod(cols_of, cols)
+        return scores[chunk, rows, within]
+
+    return _select_in_groups(gmax, k, candidates, values, lambda rows: _full_rows(scores, rows, n_items))
+
+
+def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows) -> tuple[np.ndarray, np.ndarray]:
+    """The exact selection of ``top_k_chunked`` and ``top_k_product`` from the group maxima ``gmax`` (rows,
+    groups; more than k groups): ``candidates(g)`` gives the columns of groups ``g`` (rows, k, 1) and where they
+    exist, ``values(rows, columns)`` the scores there (rows: (rows, 1, 1)), ``full_rows(rows)`` whole rows of
+    scores for the reference path. Returns ``top_k``'s (indices, values)."""
+    n_rows, n_groups = gmax.shape
     t = np.partition(gmax, n_groups - k, axis=1)[:, n_groups - k]
     above = gmax >= t[:, None]
     simple = (above.sum(axis=1) == k) & np.isfinite(t)
-    idx = np.empty((rows_n, k), np.int64)
-    vals = np.empty((rows_n, k), np.float32)
+    idx = np.empty((n_rows, k), np.int64)
+    vals = np.empty((n_rows, k), gmax.dtype)
     rows = np.flatnonzero(simple)
     if len(rows):
         g = np.nonzero(above[rows])[1].reshape(len(rows), k, 1)  # the k groups of each row
-        chunk, within = np.divmod(g, m)
-        local_cols = within + m * np.arange(group)  # (rows, k, group)
-        cand = scores[chunk, rows[:, None, None], local_cols]
-        keep = cand >= t[rows, None, None]  # padding columns are -inf, below a finite t
+        cols, valid = candidates(g)  # (rows, k, group)
+        cand = values(rows[:, None, None], np.where(valid, cols, 0))
+        keep = (cand >= t[rows, None, None]) & valid
         r, a, b = np.nonzero(keep)  # r ascending
-        cv, cc = cand[r, a, b], (chunk * cols + local_cols)[r, a, b]
+        cv, cc = cand[r, a, b], cols[r, a, b]
         order = np.lexsort((cc, -cv, r))  # per row: score desc, then column asc
         first = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(rows)))[:-1]])  # >= k per row
         pick = order[first[:, None] + np.arange(k)]
         idx[rows], vals[rows] = cc[pick], cv[pick]
     rest = np.flatnonzero(~simple)
     if len(rest):
-        idx[rest], vals[rest] = _top_k_numpy(_full_rows(scores, rest, n_items), k)
+        idx[rest], vals[rest] = _top_k_numpy(full_rows(rest), k)
     return np.where(np.isneginf(vals), -1, idx), vals
 
 
