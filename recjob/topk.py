@@ -2,7 +2,7 @@
 and the Spark side: top-N per user inside executors with the item factors broadcast."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,8 @@ from recjob import schema as S
 
 GROUP = 64  # columns per group of the group-maxima selection (top_k_chunked)
 CHUNK_COLUMNS = 16384  # item columns per chunk of top_k_product (fastest of 2,048..16,384 at 50k and 156k items)
+BOUND_NORM = 1.0  # items are stored by bias + BOUND_NORM x norm (ItemChunks): the bound of a user of norm 1
+BOUND_MARGIN = 1e-5  # relative margin of chunk_bounds over float32 rounding
 
 
 def top_k(scores: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -67,68 +69,170 @@ def top_k_chunked(scores: np.ndarray, k: int, group: int = GROUP) -> tuple[np.nd
     return _select_in_groups(gmax, k, candidates, lambda rows, cols: scores[rows, cols], lambda rows: scores[rows])
 
 
-def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int = CHUNK_COLUMNS) -> np.ndarray:
-    """The item factors and bias (``with_bias``) transposed into chunks of columns for ``top_k_product``:
-    (chunks, rank + 1, columns of a chunk), the columns a multiple of ``group``, about ``chunk_columns`` of them.
-    The columns past the last item (fewer than ``group`` per chunk) have factors 0 and bias -inf: their scores
-    are -inf, never recommended."""
+class ItemChunks(NamedTuple):
+    """The item factors and bias laid out for ``top_k_product`` (``item_chunks`` builds it).
+
+    ``factors``: (chunks, rank + 1, columns of a chunk), the items' factors and bias (``with_bias``) transposed,
+    the items stored by their largest possible score, highest first (bias + norm x ``BOUND_NORM``), so that the
+    first chunks hold the items that can reach a user's top k and later chunks can often be skipped; past the
+    last item, padding (factors 0, bias -inf: scores -inf, never recommended). ``column``: the item column (row
+    of the given matrix) stored at each position, ``n_items`` + j for padding; ``position``: the stored
+    position of each item column. ``fronts``: per chunk, (norms, biases) of the items on the upper convex hull
+    of its (norm, bias + margin) points: the largest x * norm + bias over them is the largest over the chunk for
+    any x >= 0, so for a user u they give ``chunk_bounds``, |u| * norm + bias, an upper bound of every u . v + b
+    of the chunk (Cauchy-Schwarz)."""
+    factors: np.ndarray
+    column: np.ndarray
+    position: np.ndarray
+    fronts: list
+    n_items: int
+
+
+def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int = CHUNK_COLUMNS) -> ItemChunks:
+    """``factors_bias`` (items, rank + 1; ``with_bias``) as ``ItemChunks``: chunks of about ``chunk_columns``
+    columns, a multiple of ``group`` each (the padding, fewer than ``group`` columns per chunk, at the end)."""
     n_items, width = factors_bias.shape
     n_chunks = max(1, -(-n_items // chunk_columns))
     cols = group * max(1, -(-n_items // (group * n_chunks)))
+    norm = np.linalg.norm(factors_bias[:, :-1].astype(np.float64), axis=1)
+    bias = factors_bias[:, -1].astype(np.float64)
+    order = np.lexsort((np.arange(n_items), -(bias + BOUND_NORM * norm)))  # ties: the lower column first
     padded = np.zeros((n_chunks * cols, width), np.float32)
-    padded[:n_items] = factors_bias
+    padded[:n_items] = factors_bias[order]
     padded[n_items:, -1] = -np.inf
-    return np.ascontiguousarray(padded.reshape(n_chunks, cols, width).transpose(0, 2, 1))
+    column = np.concatenate([order, np.arange(n_items, n_chunks * cols)]).astype(np.int64)
+    position = np.empty(n_items, np.int64)
+    position[order] = np.arange(n_items)
+    margin = bias + BOUND_MARGIN * np.abs(bias)  # the bound's bias term (chunk_bounds)
+    fronts = [_upper_hull(norm[order[c * cols:(c + 1) * cols]], margin[order[c * cols:(c + 1) * cols]])
+              for c in range(n_chunks)]
+    return ItemChunks(np.ascontiguousarray(padded.reshape(n_chunks, cols, width).transpose(0, 2, 1)),
+                      column, position, fronts, n_items)
 
 
-def top_k_product(user_fb: np.ndarray, chunks: np.ndarray, n_items: int, k: int, seen_rows: np.ndarray,
-                  seen_cols: np.ndarray, out: np.ndarray | None = None,
-                  group: int = GROUP) -> tuple[np.ndarray, np.ndarray]:
-    """``top_k`` of the scores ``user_fb`` @ V^T (V: the ``n_items`` items of ``chunks``, ``item_chunks``' layout;
-    ``user_fb``: the user factors with a last column of ones for the item bias), the (row, column) pairs of
-    ``seen_rows``/``seen_cols`` excluded. Exact, with ``top_k``'s tie-break (lower column first).
+def _upper_hull(norm: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (norm, bias) points where max over the points of x * norm + bias can be reached for some x >= 0:
+    the upper convex hull from the largest bias to the largest norm (monotone chain)."""
+    keep = np.isfinite(bias)
+    order = np.lexsort((-bias[keep], -norm[keep]))  # norm desc, then bias desc
+    pts: list[tuple[float, float]] = []
+    for n, b in zip(norm[keep][order], bias[keep][order]):
+        if pts and b <= pts[-1][1]:
+            continue  # beaten on both: a smaller (or equal) norm and no larger bias
+        while len(pts) >= 2 and ((pts[-1][0] - pts[-2][0]) * (b - pts[-2][1])
+                                 - (pts[-1][1] - pts[-2][1]) * (n - pts[-2][0])) <= 0:
+            pts.pop()  # under the segment from pts[-2] to (n, b): never the largest
+        pts.append((n, b))
+    arr = np.array(pts, np.float64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def chunk_bounds(user_norm: np.ndarray, chunks: ItemChunks) -> np.ndarray:
+    """(users, chunks): an upper bound of every score u . v + b of each chunk for users of norm |u|: by
+    Cauchy-Schwarz |u| |v| + b, plus a margin (BOUND_MARGIN of |u| |v| + |b|) over the float32 product's
+    rounding (at most ~rank x 6e-8 of that sum), over the chunk's hull (``ItemChunks.fronts``)."""
+    out = np.full((len(user_norm), len(chunks.fronts)), -np.inf)
+    x = user_norm.astype(np.float64)[:, None] * (1 + BOUND_MARGIN)
+    for c, (n, b) in enumerate(chunks.fronts):
+        if len(n):
+            out[:, c] = (x * n + b).max(axis=1)
+    return out
+
+
+def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np.ndarray, seen_cols: np.ndarray,
+                  out: np.ndarray | None = None, group: int = GROUP,
+                  counts: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` of the scores ``user_fb`` @ V^T (V: the items of ``chunks``; ``user_fb``: the user factors with a
+    last column of ones for the item bias), the (row, item column) pairs of ``seen_rows``/``seen_cols``
+    excluded. Exact, with ``top_k``'s tie-break (lower item column first).
 
     The same group-maxima selection as ``top_k_chunked``, but the product runs one chunk of columns at a time
     and each chunk's group maxima are taken while its scores are still in the CPU cache (groups are strided
-    within a chunk). ``out``: a reusable buffer of at least (chunks, rows, columns of a chunk) floats.
+    within a chunk). Before each chunk, a user whose k-th largest group maximum so far (a lower bound of their
+    k-th best score) is above the chunk's bound (``chunk_bounds``) skips it: none of its items can enter the
+    top k, nor tie with it. ``out``: a reusable buffer of at least (chunks, rows, columns of a chunk) floats;
+    ``counts``: adds the (user, chunk) pairs computed and skipped to its "computed" and "skipped".
     """
-    n_chunks, _, cols = chunks.shape
+    n_chunks, _, cols = chunks.factors.shape
     rows_n = len(user_fb)
     m = cols // group  # groups per chunk
     if out is None or out.shape[1] < rows_n:
         out = np.empty((n_chunks, rows_n, cols), np.float32)
     scores = out[:, :rows_n]
-    chunk_of, local = np.divmod(seen_cols.astype(np.int64), cols)
+    chunk_of, local = np.divmod(chunks.position[seen_cols.astype(np.int64)], cols)
     order = np.argsort(chunk_of, kind="stable")
-    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
-    gmax = np.empty((rows_n, n_chunks * m), np.float32)
+    at = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+    bounds = chunk_bounds(np.linalg.norm(user_fb[:, :-1], axis=1), chunks)
+    gmax = np.full((rows_n, n_chunks * m), -np.inf, np.float32)
+    slot = np.full((n_chunks, rows_n), -1, np.int64)  # where a user's scores are in a chunk's buffer; -1: skipped
+    # The k largest group maxima of the chunks before ``merged``, merged into it only when enough users' largest
+    # score so far (``top``) is above a chunk's bound: no other user can skip that chunk
+    best = np.full((rows_n, max(k, 1)), -np.inf, np.float32)
+    top = np.full(rows_n, -np.inf, np.float32)
+    merged = 0
     for c in range(n_chunks):
-        s = scores[c]
-        np.matmul(user_fb, chunks[c], out=s)
-        sel = order[bounds[c]:bounds[c + 1]]
+        if c and k >= 1 and (top > bounds[:, c]).sum() * 8 >= rows_n:  # worth a merge: 1/8 of the users might skip
+            pending = gmax[:, merged * m:c * m]
+            best = np.partition(np.concatenate([best, pending], axis=1), pending.shape[1], axis=1)[:, -k:]
+            merged = c
+            active = np.flatnonzero(bounds[:, c] >= best[:, 0])
+            if not len(active):
+                continue
+        else:
+            active = np.arange(rows_n)
+        slot[c, active] = np.arange(len(active))
+        s = scores[c, :len(active)]
+        np.matmul(user_fb if len(active) == rows_n else user_fb[active], chunks.factors[c], out=s)
+        sel = order[at[c]:at[c + 1]]
         if len(sel):
-            s[seen_rows[sel], local[sel]] = -np.inf
-        np.max(s.reshape(rows_n, group, m), axis=1, out=gmax[:, c * m:(c + 1) * m])
+            r = slot[c, seen_rows[sel]]
+            s[r[r >= 0], local[sel][r >= 0]] = -np.inf
+        g = gmax[:, c * m:(c + 1) * m]
+        if len(active) == rows_n:
+            np.max(s.reshape(rows_n, group, m), axis=1, out=g)
+        else:
+            g[active] = s.reshape(len(active), group, m).max(axis=1)
+        if c + 1 < n_chunks:
+            np.maximum(top, g.max(axis=1), out=top)
+    if counts is not None:
+        done = int((slot >= 0).sum())
+        counts["computed"] = counts.get("computed", 0) + done
+        counts["skipped"] = counts.get("skipped", 0) + slot.size - done
     if k < 1 or gmax.shape[1] <= k or rows_n == 0:
-        return _top_k_numpy(_full_rows(scores, np.arange(rows_n), n_items), k)
+        return _top_k_numpy(_in_item_order(scores, slot, np.arange(rows_n), chunks), k)
 
-    def candidates(g):  # (rows, k, 1) group numbers -> their columns (rows, k, group); padding columns are -inf
+    def candidates(g):  # (rows, k, 1) group numbers -> their positions (rows, k, group); padding scores -inf
         chunk, within = np.divmod(g, m)
-        cols_of = chunk * cols + within + m * np.arange(group)
-        return cols_of, np.ones(cols_of.shape, bool)
+        return chunk * cols + within + m * np.arange(group), np.ones(g.shape[:2] + (group,), bool)
 
-    def values(rows, cols_of):
-        chunk, within = np.divmod(cols_of, cols)
-        return scores[chunk, rows, within]
+    every = bool((slot >= 0).all())  # no chunk skipped: a user's scores are in their own row of every chunk
 
-    return _select_in_groups(gmax, k, candidates, values, lambda rows: _full_rows(scores, rows, n_items))
+    def values(rows, pos):
+        chunk, within = np.divmod(pos, cols)
+        return scores[chunk, rows if every else slot[chunk, rows], within]
+
+    return _select_in_groups(gmax, k, candidates, values, lambda rows: _in_item_order(scores, slot, rows, chunks),
+                             column=chunks.column)
 
 
-def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows) -> tuple[np.ndarray, np.ndarray]:
+def _in_item_order(scores: np.ndarray, slot: np.ndarray, rows: np.ndarray, chunks: ItemChunks) -> np.ndarray:
+    """Rows of ``top_k_product``'s chunked scores as ordinary rows (the ``n_items`` item columns in their given
+    order), -inf in the chunks a row skipped."""
+    n_chunks, _, cols = chunks.factors.shape
+    stored = np.full((len(rows), n_chunks, cols), -np.inf, np.float32)
+    for c in range(n_chunks):
+        there = slot[c, rows] >= 0
+        stored[there, c] = scores[c, slot[c, rows[there]]]
+    return stored.reshape(len(rows), -1)[:, chunks.position]
+
+
+def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows,
+                      column: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The exact selection of ``top_k_chunked`` and ``top_k_product`` from the group maxima ``gmax`` (rows,
-    groups; more than k groups): ``candidates(g)`` gives the columns of groups ``g`` (rows, k, 1) and where they
-    exist, ``values(rows, columns)`` the scores there (rows: (rows, 1, 1)), ``full_rows(rows)`` whole rows of
-    scores for the reference path. Returns ``top_k``'s (indices, values)."""
+    groups; more than k groups): ``candidates(g)`` gives the positions of groups ``g``'s scores (rows, k, 1) and
+    where they exist, ``values(rows, positions)`` the scores there (rows: (rows, 1, 1)), ``column`` the column
+    each position stands for (the tie-break and the result; None: the position itself), ``full_rows(rows)``
+    whole rows of scores in column order for the reference path. Returns ``top_k``'s (indices, values)."""
     n_rows, n_groups = gmax.shape
     t = np.partition(gmax, n_groups - k, axis=1)[:, n_groups - k]
     above = gmax >= t[:, None]
@@ -143,6 +247,8 @@ def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows) -
         keep = (cand >= t[rows, None, None]) & valid
         r, a, b = np.nonzero(keep)  # r ascending
         cv, cc = cand[r, a, b], cols[r, a, b]
+        if column is not None:
+            cc = column[cc]
         order = np.lexsort((cc, -cv, r))  # per row: score desc, then column asc
         first = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(rows)))[:-1]])  # >= k per row
         pick = order[first[:, None] + np.arange(k)]
@@ -214,8 +320,7 @@ def score_block(user_f: np.ndarray, item_f: np.ndarray, item_bias: np.ndarray,
     seen_rows = np.repeat(np.arange(len(seen)), lengths)
     seen_cols = np.concatenate(seen).astype(np.int64) if sum(lengths) else np.empty(0, np.int64)
     if mlp is None and backend == "auto":
-        return top_k_product(with_ones(user_f), item_chunks(with_bias(item_f, item_bias)), len(item_f), k,
-                             seen_rows, seen_cols)
+        return top_k_product(with_ones(user_f), item_chunks(with_bias(item_f, item_bias)), k, seen_rows, seen_cols)
     scores = block_scores(user_f, with_bias(item_f, item_bias), mlp, seen_rows, seen_cols)
     return top_k(scores, k, backend)
 
@@ -313,7 +418,8 @@ def arrow_scorer(get_matrix, top_n: int, block: int, global_mean: float, backend
         vfb, vidx = m["factors_bias"], m["item_idx"]
         rank = vfb.shape[1] - 1
         chunks = item_chunks(vfb) if m["mlp"] is None and backend == "auto" else None
-        out = None if chunks is None else np.empty((chunks.shape[0], block, chunks.shape[2]), np.float32)
+        out = None if chunks is None else np.empty((chunks.factors.shape[0], block, chunks.factors.shape[2]),
+                                                   np.float32)
         for batch in batches:
             n = batch.num_rows
             if n == 0:
@@ -335,7 +441,7 @@ def arrow_scorer(get_matrix, top_n: int, block: int, global_mean: float, backend
                 lo, hi = seen_at[start], seen_at[stop]
                 if chunks is not None:
                     idx[start:stop], val[start:stop] = top_k_product(
-                        ufb[start:stop], chunks, len(vidx), top_n, seen_row[lo:hi] - start, seen_flat[lo:hi], out)
+                        ufb[start:stop], chunks, top_n, seen_row[lo:hi] - start, seen_flat[lo:hi], out)
                     continue
                 scores = block_scores(uf[start:stop], vfb, m["mlp"], seen_row[lo:hi] - start, seen_flat[lo:hi])
                 idx[start:stop], val[start:stop] = top_k(scores, top_n, backend)

@@ -86,13 +86,58 @@ def test_chunked_product_selection_is_exact_with_ties_exclusions_and_padding(see
     scores[rows, cols] = -np.inf
     for group, chunk_columns in ((2, 16), (7, 100), (16, 64), (64, 4096)):
         chunks = topk.item_chunks(topk.with_bias(v, b), group, chunk_columns)
-        assert chunks.shape[2] % group == 0 and chunks.shape[0] * chunks.shape[2] >= n_items
-        buf = np.empty((chunks.shape[0], n_users + 5, chunks.shape[2]), np.float32)
+        n_chunks, _, width = chunks.factors.shape
+        assert width % group == 0 and n_chunks * width >= n_items
+        buf = np.empty((n_chunks, n_users + 5, width), np.float32)
         for k in (1, 3, 10):
-            idx, vals = topk.top_k_product(topk.with_ones(u), chunks, n_items, k, rows, cols, buf, group)
+            idx, vals = topk.top_k_product(topk.with_ones(u), chunks, k, rows, cols, buf, group)
             ref_idx, ref_vals = reference(scores, k)
             np.testing.assert_array_equal(idx, ref_idx, err_msg=f"k={k} group={group} chunk={chunk_columns}")
             np.testing.assert_array_equal(vals, ref_vals)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_product_skips_chunks_that_cannot_reach_the_top_k_and_stays_exact(seed):
+    """Items whose biases spread far more than their factor scores (popular items, as trained models have):
+    most users skip most chunks (``counts``), and the lists still equal the reference's, exact ties across
+    chunks (integer biases, zero factors for some items: a tie on the bound itself) included, with seen items."""
+    rng = np.random.default_rng(300 + seed)
+    n_items, n_users, rank, k = 3000, 70, 4, 10
+    u = rng.normal(size=(n_users, rank)).astype(np.float32)
+    v = (0.3 * rng.normal(size=(n_items, rank))).astype(np.float32)
+    b = rng.normal(scale=3.0, size=n_items).astype(np.float32)
+    if seed % 2:  # exact ties: many items with the same bias and zero factors, every one reaching its bound
+        b = np.round(b).astype(np.float32)
+        v[rng.random(n_items) < 0.5] = 0.0
+        u[5] = 0.0  # a user without factors: every item by its bias, ties everywhere
+    seen = [rng.choice(n_items, size=int(rng.integers(0, 60)), replace=False) for _ in range(n_users)]
+    seen[0] = np.argsort(-b, kind="stable")[:200]  # the most popular items seen: reached only in later chunks
+    rows = np.repeat(np.arange(n_users), [len(x) for x in seen])
+    cols = np.concatenate(seen).astype(np.int64)
+    scores = topk.with_ones(u) @ topk.with_bias(v, b).T
+    scores[rows, cols] = -np.inf
+    chunks = topk.item_chunks(topk.with_bias(v, b), 8, 256)
+    bounds = topk.chunk_bounds(np.linalg.norm(u, axis=1), chunks)
+    stored = scores[:, chunks.column[chunks.column < n_items]]
+    padded = np.full((n_users, chunks.factors.shape[0] * chunks.factors.shape[2]), -np.inf, np.float32)
+    padded[:, :n_items] = stored
+    assert (padded.reshape(n_users, chunks.factors.shape[0], -1).max(axis=2) <= bounds).all()
+    for k_ in (1, k):
+        counts = {}
+        idx, vals = topk.top_k_product(topk.with_ones(u), chunks, k_, rows, cols, group=8, counts=counts)
+        ref_idx, ref_vals = reference(scores, k_)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(vals, ref_vals)
+        assert counts["skipped"] > counts["computed"], counts  # most of the product skipped
+    # A bound with no margin at all (a user without factors, items of bias 0): the chunks whose bound equals the
+    # k-th score hold tied items of lower columns, and must be computed.
+    b0 = -rng.integers(0, 3, n_items).astype(np.float32)
+    b0[-1] = 1.0  # one item above the rest: the k-th score (0) is below the best one
+    chunks0 = topk.item_chunks(topk.with_bias(v, b0), 8, 256)
+    zero = np.zeros((3, rank), np.float32)
+    idx, _ = topk.top_k_product(topk.with_ones(zero), chunks0, k, np.empty(0, np.int64), np.empty(0, np.int64), group=8)
+    expected = np.concatenate([[n_items - 1], np.flatnonzero(b0 == 0)[:k - 1]])
+    np.testing.assert_array_equal(idx, np.broadcast_to(expected, (3, k)))
 
 
 def test_score_block_excludes_seen():
