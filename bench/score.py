@@ -15,6 +15,12 @@ hold the same items as ALS's. Every scorer runs ``--repeat`` times in turns and 
 runs are printed).
 
     python bench/score.py [--users 200000] [--items 50000] [--rank 32] [--k 10] [--master local[2]]
+
+With ``--model <a run's models/ds=... folder>`` the factors are that trained model's instead (its first
+``--users`` users by user_idx, every item): ALS scores them through an ``ALSModel`` loaded with the item bias
+folded in as one more factor ([u, 1] . [v, b] = u . v + b, the same ranking as the model's score), recjob
+through the score stage's matrix (factors and bias). On such factors recjob's scorer skips the chunks of items
+that cannot reach a user's top k; on the one-iteration ALS factors of random ratings it can skip almost none.
 """
 from __future__ import annotations
 
@@ -41,6 +47,32 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def trained_factors(spark, a, tmp: str):
+    """(an ALSModel of the run's factors with the item bias folded in, the user factors (id, features) of its
+    first ``a.users`` users, the items as pandas (id, features, bias))."""
+    from pyspark.ml.recommendation import ALS, ALSModel
+    from pyspark.sql import functions as F
+
+    users = (spark.read.parquet(f"{a.model}/user_factors").where(F.col("idx") < a.users)
+             .select(F.col("idx").cast("int").alias("id"), F.col("factors").alias("features")))
+    items = spark.read.parquet(f"{a.model}/item_factors").select(
+        F.col("idx").cast("int").alias("id"), F.col("factors").alias("features"), F.col("bias").cast("float"))
+    rank = len(items.first()["features"]) + 1
+    # An ALSModel of that rank, saved, its factors replaced by the run's: ALS has no constructor from factors.
+    path = os.path.join(tmp, "als-model")
+    tiny = spark.createDataFrame([(0, 0, 1.0), (1, 1, 2.0)], "u int, i int, r float")
+    ALS(rank=rank, maxIter=1, userCol="u", itemCol="i", ratingCol="r").fit(tiny).write().overwrite().save(path)
+    (users.select("id", F.concat("features", F.array(F.lit(1.0).cast("float"))).alias("features"))
+     .write.mode("overwrite").parquet(f"{path}/userFactors"))
+    (items.select("id", F.concat("features", F.array("bias")).alias("features"))
+     .write.mode("overwrite").parquet(f"{path}/itemFactors"))
+    model = ALSModel.load(path)
+    user_f = spark.read.parquet(f"{path}/userFactors").select(
+        "id", F.slice("features", 1, rank - 1).alias("features")).cache()
+    print(f"factors of {a.model}: the item bias folded into ALS's factors (rank {rank - 1} + 1)")
+    return model, user_f, items.toPandas()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=200_000)
@@ -52,6 +84,7 @@ def main() -> None:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--check-users", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=2, help="runs of each scorer, in turns; the fastest counts")
+    p.add_argument("--model", help="a run's models/ds=<ds> folder: score its trained factors instead")
     a = p.parse_args()
 
     from pyspark.ml.recommendation import ALS
@@ -67,28 +100,30 @@ def main() -> None:
     spark.sparkContext.setLogLevel("WARN")
     spark.sparkContext.setCheckpointDir(os.path.join(tmp, "checkpoints"))
     try:
-        # Every user rates item (u mod items) and two more: every user and every item has ratings.
-        users = spark.range(a.users).select(F.col("id").cast("int").alias("u"))
-        ratings = users.select("u", F.explode(F.array(
-            (F.col("u") % a.items).cast("int"),
-            (F.abs(F.hash("u", F.lit(1))) % a.items).cast("int"),
-            (F.abs(F.hash("u", F.lit(2))) % a.items).cast("int"))).alias("i"),
-            (F.abs(F.hash("u", F.lit(3))) % 5 + 1).cast("float").alias("r")).dropDuplicates(["u", "i"])
-        als = ALS(rank=a.rank, maxIter=1, regParam=0.1, userCol="u", itemCol="i", ratingCol="r", seed=1)
-        model, t_fit = timed(lambda: als.fit(ratings))
-        user_f = model.userFactors.cache()
-        item_f = model.itemFactors.cache()
-        n_users, n_items = user_f.count(), item_f.count()
-        print(f"ALS fit (1 iteration, {ratings.count():,} ratings): {t_fit:.1f}s; "
-              f"{n_users:,} users x {n_items:,} items, rank {a.rank}, top-{a.k}, master {a.master}")
+        if a.model:
+            model, user_f, items_pdf = trained_factors(spark, a, tmp)
+        else:
+            # Every user rates item (u mod items) and two more: every user and every item has ratings.
+            users = spark.range(a.users).select(F.col("id").cast("int").alias("u"))
+            ratings = users.select("u", F.explode(F.array(
+                (F.col("u") % a.items).cast("int"),
+                (F.abs(F.hash("u", F.lit(1))) % a.items).cast("int"),
+                (F.abs(F.hash("u", F.lit(2))) % a.items).cast("int"))).alias("i"),
+                (F.abs(F.hash("u", F.lit(3))) % 5 + 1).cast("float").alias("r")).dropDuplicates(["u", "i"])
+            als = ALS(rank=a.rank, maxIter=1, regParam=0.1, userCol="u", itemCol="i", ratingCol="r", seed=1)
+            model, t_fit = timed(lambda: als.fit(ratings))
+            user_f = model.userFactors.cache()
+            items_pdf = model.itemFactors.toPandas().assign(bias=np.float32(0))
+            print(f"ALS fit (1 iteration, {ratings.count():,} ratings): {t_fit:.1f}s")
+        n_users, n_items = user_f.count(), len(items_pdf)
+        print(f"{n_users:,} users x {n_items:,} items, rank {model.rank}, top-{a.k}, master {a.master}")
 
         def als_top():
             model.recommendForAllUsers(a.k).write.mode("overwrite").parquet(os.path.join(tmp, "als"))
 
-        items_pdf = item_f.toPandas()
         matrix = topk.item_matrix(pd.DataFrame({
             S.ITEM_IDX: items_pdf["id"].astype(np.int32), S.ITEM: items_pdf["id"].map(lambda i: f"{i:012d}"),
-            "bias": np.float32(0), "factors": items_pdf["features"]}))
+            "bias": items_pdf["bias"].astype(np.float32), "factors": items_pdf["features"]}))
         users_df = user_f.select(F.col("id").alias(S.USER_IDX), F.col("id").cast("string").alias(S.USER),
                                  F.lit(0.0).cast("float").alias("bias"), F.col("features").alias("factors"))
         no_seen = spark.createDataFrame([], f"{S.USER_IDX} int, cols array<int>")
@@ -109,8 +144,8 @@ def main() -> None:
         t_recjob, t_prev, t_tf, t_als = (min(runs[k]) for k in ("recjob", "prev", "tf", "als"))
 
         # The bare matrix product, one process, same shapes and blocks.
-        U = np.stack(user_f.orderBy("id").toPandas()["features"].to_numpy()).astype(np.float32)
-        V = matrix["factors"]
+        U = topk.with_ones(np.stack(user_f.orderBy("id").toPandas()["features"].to_numpy()).astype(np.float32))
+        V = matrix["factors_bias"]  # [U, 1] [V, b]^T: the scores with the item bias (0 for ALS's own factors)
 
         Vt = np.ascontiguousarray(V.T)  # the faster layout for sgemm
 

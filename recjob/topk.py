@@ -141,7 +141,7 @@ def chunk_bounds(user_norm: np.ndarray, chunks: ItemChunks) -> np.ndarray:
 
 def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np.ndarray, seen_cols: np.ndarray,
                   out: np.ndarray | None = None, group: int = GROUP,
-                  counts: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  counts: dict | None = None, skip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``top_k`` of the scores ``user_fb`` @ V^T (V: the items of ``chunks``; ``user_fb``: the user factors with a
     last column of ones for the item bias), the (row, item column) pairs of ``seen_rows``/``seen_cols``
     excluded. Exact, with ``top_k``'s tie-break (lower item column first).
@@ -151,7 +151,8 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
     within a chunk). Before each chunk, a user whose k-th largest group maximum so far (a lower bound of their
     k-th best score) is above the chunk's bound (``chunk_bounds``) skips it: none of its items can enter the
     top k, nor tie with it. ``out``: a reusable buffer of at least (chunks, rows, columns of a chunk) floats;
-    ``counts``: adds the (user, chunk) pairs computed and skipped to its "computed" and "skipped".
+    ``counts``: adds the (user, chunk) pairs computed and skipped to its "computed" and "skipped"; ``skip``
+    False computes every chunk (bench/topk.py compares).
     """
     n_chunks, _, cols = chunks.factors.shape
     rows_n = len(user_fb)
@@ -171,7 +172,7 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
     top = np.full(rows_n, -np.inf, np.float32)
     merged = 0
     for c in range(n_chunks):
-        if c and k >= 1 and (top > bounds[:, c]).sum() * 8 >= rows_n:  # worth a merge: 1/8 of the users might skip
+        if skip and c and k >= 1 and (top > bounds[:, c]).sum() * 8 >= rows_n:  # worth a merge: 1/8 of the users might skip
             pending = gmax[:, merged * m:c * m]
             best = np.partition(np.concatenate([best, pending], axis=1), pending.shape[1], axis=1)[:, -k:]
             merged = c
