@@ -61,6 +61,10 @@ UNREADABLE = "unreadable file"
 # Quarantined for these, a line is not "bad" input: it counts towards ingest.max_bad_fraction only otherwise.
 NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK, HEADER)
 
+# At most this many repeated (reviewerID, asin) pairs (asins of metadata) are broadcast, so that only their lines
+# are ranked to find the duplicates; above it every clean line is ranked (a shuffle of the whole lines).
+BROADCAST_REPEATED_KEYS = 1_000_000
+
 _TRACE = [T.StructField("file", T.StringType()), T.StructField("_line", T.LongType()),
           T.StructField(S.REASON, T.StringType()), T.StructField(S.RAW, T.StringType())]
 
@@ -195,10 +199,16 @@ def input_files(spark: SparkSession, pattern: str, key: str) -> list[str]:
 
 
 def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
-    """One row per line: the raw bytes (invalid UTF-8 kept as is), the file, an id increasing along each file."""
-    return (spark.read.text(files)
-            .select(F.col("value").cast("binary").alias("line"), F.input_file_name().alias("file"))
-            .withColumn("_line", F.monotonically_increasing_id()))
+    """One row per line: the raw bytes (invalid UTF-8 kept as is), the file, an id increasing along each file.
+    Fewer read tasks than cores (one gzip file is one task: gzip does not split) are spread over the cores by
+    the line id, so that the parsing after them runs on every core."""
+    lines = (spark.read.text(files)
+             .select(F.col("value").cast("binary").alias("line"), F.input_file_name().alias("file"))
+             .withColumn("_line", F.monotonically_increasing_id()))
+    cores = spark.sparkContext.defaultParallelism
+    if lines.rdd.getNumPartitions() < cores:
+        lines = lines.repartition(cores, "_line")
+    return lines
 
 
 def parse_reviews(lines: DataFrame) -> DataFrame:
@@ -211,24 +221,45 @@ def parse_metadata(lines: DataFrame) -> DataFrame:
     return lines.mapInPandas(partial(_parse_batches, check=check_metadata, names=S.ITEM_META.fieldNames()), schema)
 
 
-def tag_reviews(parsed: DataFrame) -> DataFrame:
+def tag_reviews(parsed: DataFrame, cached: list | None = None) -> DataFrame:
     """Every parsed review line with its reason, duplicates included: of the clean lines of one (reviewerID,
-    asin) the latest by unixReviewTime is kept (ties: the highest rating, the longest text, then file order)."""
+    asin) the latest by unixReviewTime is kept (ties: the highest rating, the longest text, then file order).
+    ``cached``: see ``_tag_duplicates``."""
     order = Window.partitionBy(S.USER, S.ITEM).orderBy(
         F.col(S.TIME).desc(), F.col(S.RATING).desc(), F.length(F.coalesce("reviewText", F.lit(""))).desc(),
         F.col("file"), F.col("_line"))
-    return _tag_duplicates(parsed, order, DUPLICATE)
+    return _tag_duplicates(parsed, [S.USER, S.ITEM], order, DUPLICATE, cached)
 
 
-def tag_metadata(parsed: DataFrame) -> DataFrame:
+def tag_metadata(parsed: DataFrame, cached: list | None = None) -> DataFrame:
     """Every parsed metadata line with its reason; of one asin's clean lines the first in file order is kept."""
-    return _tag_duplicates(parsed, Window.partitionBy(S.ITEM).orderBy("file", "_line"), META_DUPLICATE)
+    return _tag_duplicates(parsed, [S.ITEM], Window.partitionBy(S.ITEM).orderBy("file", "_line"), META_DUPLICATE,
+                           cached)
 
 
-def _tag_duplicates(parsed: DataFrame, order: Window, reason: str) -> DataFrame:
-    good = parsed.where(F.col(S.REASON).isNull()).withColumn("_n", F.row_number().over(order))
-    good = good.withColumn(S.REASON, F.when(F.col("_n") > 1, F.lit(reason))).drop("_n")
-    return good.unionByName(parsed.where(F.col(S.REASON).isNotNull()))
+def _tag_duplicates(parsed: DataFrame, keys: list[str], order: Window, reason: str,
+                    cached: list | None = None) -> DataFrame:
+    """The clean rows after the first by ``order`` among those of equal ``keys`` get ``reason``. With a
+    ``cached`` list (``parsed`` is cached): the repeated keys are found first (a shuffle of the key columns
+    only), cached and appended to it; when there are at most ``BROADCAST_REPEATED_KEYS``, only their rows are
+    ranked (the keys broadcast), so the whole rows are never shuffled."""
+    good = parsed.where(F.col(S.REASON).isNull())
+    bad = parsed.where(F.col(S.REASON).isNotNull())
+    if cached is not None:
+        repeated = (good.groupBy(*keys).agg(F.count(F.lit(1)).alias("_n")).where(F.col("_n") > 1)
+                    .select(*keys, F.lit(True).alias("_repeated")).cache())
+        cached.append(repeated)
+        if repeated.count() <= BROADCAST_REPEATED_KEYS:
+            flagged = good.join(F.broadcast(repeated), keys, "left")
+            single = flagged.where(F.col("_repeated").isNull()).drop("_repeated")
+            good = flagged.where(F.col("_repeated").isNotNull()).drop("_repeated")
+            return single.unionByName(_rank_duplicates(good, order, reason)).unionByName(bad)
+    return _rank_duplicates(good, order, reason).unionByName(bad)
+
+
+def _rank_duplicates(good: DataFrame, order: Window, reason: str) -> DataFrame:
+    ranked = good.withColumn("_n", F.row_number().over(order))
+    return ranked.withColumn(S.REASON, F.when(F.col("_n") > 1, F.lit(reason))).drop("_n")
 
 
 def split_tagged(tagged: DataFrame, source: str, columns: list[str], fields: list[str]) -> tuple[DataFrame, DataFrame]:
@@ -271,15 +302,17 @@ def _unreadable(spark: SparkSession, files: list[str]) -> dict[str, str]:
 
 
 def read_tagged(spark: SparkSession, files: list[str], parse, tag, key: str, skip_unreadable: bool,
-                source: str) -> tuple[DataFrame, list[tuple]]:
-    """``tag(parse(lines))`` of the files, cached and counted once. A file that cannot be read stops the stage
-    with its name, or, when ``skip_unreadable``, is left out and returned as a quarantine row."""
-    tagged = tag(parse(read_lines(spark, files))).cache()
+                source: str, cached: list) -> tuple[DataFrame, list[tuple]]:
+    """``tag(parse(lines))`` of the files, the parsed lines cached (appended to ``cached``) and counted once. A
+    file that cannot be read stops the stage with its name, or, when ``skip_unreadable``, is left out and
+    returned as a quarantine row."""
+    parsed = parse(read_lines(spark, files)).cache()
     try:
-        tagged.count()
-        return tagged, []
+        parsed.count()
+        cached.append(parsed)
+        return tag(parsed, cached), []
     except Exception as exc:  # noqa: BLE001
-        tagged.unpersist()
+        parsed.unpersist()
         broken = _unreadable(spark, files)
         if not broken:
             raise
@@ -294,10 +327,11 @@ def read_tagged(spark: SparkSession, files: list[str], parse, tag, key: str, ski
     rows = [(source, f"{UNREADABLE}: {why}", path, None) for path, why in broken.items()]
     rest = [f for f in files if f not in broken]
     if not rest:
-        return spark.createDataFrame([], tagged.schema), rows
-    tagged = tag(parse(read_lines(spark, rest))).cache()
-    tagged.count()
-    return tagged, rows
+        return spark.createDataFrame([], parsed.schema), rows
+    parsed = parse(read_lines(spark, rest)).cache()
+    parsed.count()
+    cached.append(parsed)
+    return tag(parsed, cached), rows
 
 
 def _unreadable_rows(spark: SparkSession, rows: list[tuple]) -> DataFrame:
@@ -384,19 +418,16 @@ def _from_lines(cfg: Config, spark: SparkSession, cached: list, review_files: li
     parse = line_parser(cfg)
     heldout = None
     if test_files:  # the given test split (e.g. ml-100k u1.test), used by shards.split=given
-        test, _ = read_tagged(spark, test_files, parse, tag_reviews, "input.test", skip, "reviews")
-        cached.append(test)
+        test, _ = read_tagged(spark, test_files, parse, tag_reviews, "input.test", skip, "reviews", cached)
         heldout = split_tagged(test, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())[0]
     tagged, unreadable = read_tagged(spark, review_files + test_files, parse, tag_reviews, "input.reviews", skip,
-                                     "reviews")
-    cached.append(tagged)
+                                     "reviews", cached)
     reviews, quarantine = split_tagged(tagged, "reviews", S.REVIEWS_COLUMNS, S.REVIEW.fieldNames())
     items = None
     if meta_path:
         meta_files = input_files(spark, meta_path, "input.metadata")
         meta, meta_unreadable = read_tagged(spark, meta_files, parse_metadata, tag_metadata, "input.metadata", skip,
-                                            "metadata")
-        cached.append(meta)
+                                            "metadata", cached)
         items, meta_q = split_tagged(meta, "metadata", S.ITEMS_COLUMNS, S.ITEM_META.fieldNames())
         quarantine, unreadable = quarantine.unionByName(meta_q), unreadable + meta_unreadable
     if unreadable:
