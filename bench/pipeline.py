@@ -6,8 +6,11 @@ as published), made once per size and kept in ``--cache`` (default ``bench/.data
 Each stage runs as its own ``recjob <stage>`` process, as Airflow runs them (one spark-submit each), so a
 stage's figures include its Spark start. Its process tree is sampled every 0.5 s (psutil, installed with
 Airflow): resident memory of the recjob driver (Python), the JVM, and the Python workers (pyspark daemon and
-workers), each the peak over the stage, and the peak of their sum. Rows in and out come from the stage record
-each stage logs ("done in ...: {...}").
+workers), each the peak over the stage, and the peak of their sum; and the peak of their sum of anonymous
+resident memory (``RssAnon`` in /proc, Linux only): RSS also counts the pages of files the JVM maps (Spark
+memory-maps disk blocks above 2 MB, e.g. ALS's cached blocks spilled to disk), which the kernel can drop
+when memory is short, while anonymous memory (heaps, Arrow buffers) it cannot. Rows in and out come from the
+stage record each stage logs ("done in ...: {...}").
 
 Configurations (``--config``):
   unsampled  every review: no time window, no k-core, top-10 for every user over every item
@@ -59,7 +62,7 @@ class Sampler:
 
     def __init__(self, pid: int, every_s: float = 0.5):
         self.root, self.every_s = psutil.Process(pid), every_s
-        self.peak = {"driver": 0, "jvm": 0, "workers": 0, "total": 0}
+        self.peak = {"driver": 0, "jvm": 0, "workers": 0, "total": 0, "anon": 0}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -70,14 +73,17 @@ class Sampler:
             except psutil.Error:
                 return
             now = {"driver": 0, "jvm": 0, "workers": 0}
+            anon = 0
             for p in procs:
                 try:
                     now[kind_of(p) if p.pid != self.root.pid else "driver"] += p.memory_info().rss
+                    anon += anon_rss(p.pid)
                 except (psutil.Error, KeyError):
                     pass
             for k, v in now.items():
                 self.peak[k] = max(self.peak[k], v)
             self.peak["total"] = max(self.peak["total"], sum(now.values()))
+            self.peak["anon"] = max(self.peak["anon"], anon)
             self.stop.wait(self.every_s)
 
     def __enter__(self):
@@ -87,6 +93,18 @@ class Sampler:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+
+
+def anon_rss(pid: int) -> int:
+    """A process's anonymous resident memory in bytes (``RssAnon``), 0 where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def data_for(args) -> Path:
@@ -136,8 +154,8 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     print(f"{args.config}: {args.reviews:,} reviews from {data}; data_dir {work}", flush=True)
     print(f"{'stage':9s} {'wall s':>8s} {'rows in':>12s} {'rows out':>12s} {'driver GiB':>10s} {'JVM GiB':>8s} "
-          f"{'workers GiB':>11s} {'sum GiB':>8s}", flush=True)
-    total, peak = 0.0, 0
+          f"{'workers GiB':>11s} {'sum GiB':>8s} {'anon GiB':>8s}", flush=True)
+    total, peak, peak_anon = 0.0, 0, 0
     log_path = work.with_suffix(".log")
     work.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log:  # line-buffered: readable while a stage runs
@@ -155,14 +173,16 @@ def main() -> None:
                 rc = proc.wait()
             wall = time.perf_counter() - t0
             total += wall
-            peak = max(peak, mem.peak["total"])
+            peak, peak_anon = max(peak, mem.peak["total"]), max(peak_anon, mem.peak["anon"])
             rows_in, rows_out = rows(record.get("read", {})), rows(record.get("wrote", {}))
             print(f"{stage:9s} {wall:8.1f} {rows_in:12,d} {rows_out:12,d} {gib(mem.peak['driver']):>10s} "
-                  f"{gib(mem.peak['jvm']):>8s} {gib(mem.peak['workers']):>11s} {gib(mem.peak['total']):>8s}", flush=True)
+                  f"{gib(mem.peak['jvm']):>8s} {gib(mem.peak['workers']):>11s} {gib(mem.peak['total']):>8s} "
+                  f"{gib(mem.peak['anon']):>8s}", flush=True)
             if rc != 0:
                 print(f"{stage} failed (exit {rc}); its log: {log_path}", flush=True)
                 sys.exit(rc)
-    print(f"total {total:.0f}s ({total / 60:.1f} min), peak RSS {gib(peak)} GiB; stage logs in {log_path}")
+    print(f"total {total:.0f}s ({total / 60:.1f} min), peak RSS {gib(peak)} GiB (anonymous {gib(peak_anon)} GiB); "
+          f"stage logs in {log_path}")
 
 
 if __name__ == "__main__":
