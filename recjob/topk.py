@@ -85,7 +85,6 @@ class ItemChunks(NamedTuple):
     column: np.ndarray
     position: np.ndarray
     fronts: list
-    n_items: int
 
 
 def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int = CHUNK_COLUMNS) -> ItemChunks:
@@ -107,7 +106,7 @@ def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int
     fronts = [_upper_hull(norm[order[c * cols:(c + 1) * cols]], margin[order[c * cols:(c + 1) * cols]])
               for c in range(n_chunks)]
     return ItemChunks(np.ascontiguousarray(padded.reshape(n_chunks, cols, width).transpose(0, 2, 1)),
-                      column, position, fronts, n_items)
+                      column, position, fronts)
 
 
 def _upper_hull(norm: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
