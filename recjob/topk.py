@@ -259,11 +259,6 @@ def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows,
     return np.where(np.isneginf(vals), -1, idx), vals
 
 
-def _full_rows(scores: np.ndarray, rows: np.ndarray, n_items: int) -> np.ndarray:
-    """Rows of chunked scores (chunks, rows, columns) as ordinary rows of the ``n_items`` item columns."""
-    return scores[:, rows].transpose(1, 0, 2).reshape(len(rows), -1)[:, :n_items]
-
-
 def _tensorflow(required: bool):
     try:
         import tensorflow as tf
