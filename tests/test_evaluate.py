@@ -32,3 +32,28 @@ def test_the_grid_runs_on_a_user_sample_above_the_cap(spark):
     assert set(grid) == {0.1, 10.0} and grid[reg] == max(grid.values())
     assert rows == []  # chosen on the sample: the full fit is measured with the other candidates
     assert model.userFactors.count() == n_train_users  # the chosen regParam fitted on every user
+
+
+def test_each_candidates_lists_are_scored_once(spark, monkeypatch):
+    """The metrics and the coverage are two Spark jobs over the same lists: the scorer runs once for both."""
+    train, validation, n_items = _frames(spark)
+    users = train.select(S.USER_IDX).distinct()
+    emitted = spark.sparkContext.accumulator(0)
+    real_top = evaluate._top
+
+    def counting_top(*args, **kwargs):
+        recs = real_top(*args, **kwargs)
+
+        def count(batches):
+            for b in batches:
+                emitted.add(b.num_rows)
+                yield b
+        return recs.mapInArrow(count, recs.schema)
+
+    monkeypatch.setattr(evaluate, "_top", counting_top)
+    cfg = EvaluateConfig(k=5, max_users=0)
+    rows = evaluate.evaluate_split(spark, S.VALIDATION, validation, train.select(S.USER_IDX, S.ITEM_IDX),
+                                   {"popularity": evaluate.popularity_factors(train, users)}, n_items, cfg, 64)
+    n_eval = users.join(validation.select(S.USER_IDX).distinct(), S.USER_IDX).count()
+    assert next(v for _, _, metric, v in rows if metric == "users") == n_eval
+    assert emitted.value == 5 * n_eval  # each evaluated user's 5 items, once
