@@ -67,7 +67,16 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
     HR = [any hit]; Precision = hits / k; Recall = hits / |R_u|; NDCG = sum 1/log2(r+1) / IDCG(min(|R_u|, k));
     MAP = sum over hits of precision@r / min(|R_u|, k). Coverage = distinct recommended items / n_items.
     """
-    top = recs.where(F.col(rank) <= k).select(user, item, rank)
+    # cached: the metrics and the coverage below are two Spark jobs over the same lists, computed once (users x k rows)
+    top = recs.where(F.col(rank) <= k).select(user, item, rank).cache()
+    try:
+        return _ranking_metrics(top, relevant, k, n_items, user, item, rank)
+    finally:
+        top.unpersist()
+
+
+def _ranking_metrics(top: DataFrame, relevant: DataFrame, k: int, n_items: int, user: str, item: str,
+                     rank: str) -> dict[str, float]:
     rel = relevant.select(user, item).distinct()
     n_rel = rel.groupBy(user).agg(F.count(F.lit(1)).alias("n_rel"))
     hits = top.join(rel, [user, item], "inner")

@@ -141,13 +141,8 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
     for name, (users_df, items_pdf, *mlp) in candidates.items():
         users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
-        # cached: the metrics and the coverage are two Spark jobs over the same lists, scored once (users x k rows)
         recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *mlp).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
-        recs = recs.cache()
-        try:
-            m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
-        finally:
-            recs.unpersist()
+        m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
         log.info("evaluate %s %s: NDCG@%d %.4f HR %.4f P %.4f R %.4f MAP %.4f coverage %.3f (%d users)", split,
                  name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
         rows += [(split, name, f"{metric}@{cfg.k}" if metric != "coverage" else metric, float(m[metric]))
