@@ -100,10 +100,11 @@ class TrainConfig:
     dropout: float | None = None  # None: the model kind's default (0.2 unless it says otherwise)
     l2: float | None = None  # per-example L2 on the looked-up factors; None: the model kind's default
     bias_l2: float | None = None  # per-example L2 on the looked-up biases; None: the model kind's default
-    learning_rate: float | None = None  # Adam's; None: the model kind's default (0.01 unless it says otherwise)
+    learning_rate: float | None = None  # the optimizer's; None: the model kind's default (0.01 unless it says otherwise)
     # lazy_adam: Adam updating only the embedding rows in the batch (a step's cost does not grow with the number
     # of users); adam: Keras's Adam, every row of every table at every step; auto: adam up to 100,000 users +
-    # items, lazy_adam above (recjob.models.keras_fit.optimizer_name)
+    # items, lazy_adam above (recjob.models.keras_fit.optimizer_name); adamax: Keras's Adamax (dense, every row
+    # at every step), the seed notebook's optimizer, for reproducing it (bench/quality.py's dot100 protocol)
     optimizer: str = "auto"
     batch_size: int = 1024
     min_steps_per_epoch: int = 20  # small data: the batch shrinks so that an epoch has at least this many steps
@@ -207,7 +208,7 @@ class Config:
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # database names: plain ASCII, safe in SQL unquoted
 MAX_TOP_N = 1000
-OPTIMIZERS = ("auto", "lazy_adam", "adam")  # train.optimizer
+OPTIMIZERS = ("auto", "lazy_adam", "adam", "adamax")  # train.optimizer
 
 
 def _non_finite(node: Any, where: str = "") -> list[str]:

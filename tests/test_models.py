@@ -236,8 +236,17 @@ def test_train_optimizer_auto_is_adam_on_small_tables_only():
     assert keras_fit.optimizer_name(cfg, _tables(943, 1682)) == "adam"  # ML-100k: the README's figures
     assert keras_fit.optimizer_name(cfg, _tables(3_366_674, 159_838)) == "lazy_adam"
     assert keras_fit.optimizer_name(config.load(None, ["train.optimizer=adam"]).train, _tables(10**7, 1)) == "adam"
-    with pytest.raises(config.ConfigError, match="train.optimizer='sgd' is not one of auto, lazy_adam, adam"):
+    with pytest.raises(config.ConfigError, match="train.optimizer='sgd' is not one of auto, lazy_adam, adam, adamax"):
         config.load(None, ["train.optimizer=sgd"])
+
+
+def test_train_optimizer_adamax_is_keras_adamax_at_the_learning_rate():
+    import keras
+
+    cfg = config.load(None, ["train.optimizer=adamax", "train.learning_rate=0.002"]).train
+    opt = keras_fit.optimizer(cfg, _tables(10**7, 1))  # never resolved to lazy_adam, however large the tables
+    assert type(opt) is keras.optimizers.Adamax
+    assert float(opt.learning_rate) == pytest.approx(0.002)
 
 
 def test_a_long_epoch_logs_its_steps_with_speed_and_eta(caplog):
@@ -254,3 +263,23 @@ def test_a_long_epoch_logs_its_steps_with_speed_and_eta(caplog):
     with caplog.at_level("INFO", logger="recjob.train"):
         quiet.on_train_batch_end(4)
     assert caplog.text == ""  # a short epoch: only the epoch's own line
+
+
+def test_a_pause_after_an_epoch_dumps_every_threads_stack_and_the_next_epoch_cancels_it(monkeypatch, capfd):
+    import time
+
+    monkeypatch.setattr(keras_fit, "STALL_DUMP_S", 1.0)
+    cb = keras_fit._validation(lambda m: {}, [], 1000, 40, steps_per_epoch=10, batch=100)
+    try:
+        cb.on_train_begin()
+        cb.on_epoch_begin(0)
+        cb.on_epoch_end(0, {})
+        cb.on_epoch_begin(1)  # the next epoch came in time: nothing written
+        time.sleep(1.5)
+        assert "most recent call first" not in capfd.readouterr().err
+        cb.on_epoch_end(1, {})
+        time.sleep(1.5)  # a pause after the epoch (as before fit returns): the stacks go to stderr
+        err = capfd.readouterr().err
+        assert "most recent call first" in err and "test_models.py" in err, err
+    finally:
+        keras_fit.faulthandler.cancel_dump_traceback_later()

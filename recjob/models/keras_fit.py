@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import faulthandler
 import functools
 import logging
 import math
@@ -64,6 +65,10 @@ class RankingProbe:
 
 
 PROGRESS_EVERY_S = 60.0  # an epoch longer than this logs its progress within the epoch this often
+# Between epochs, and from the last epoch to the reader's stop, a pause longer than this writes every thread's
+# Python stack to stderr (the stage log): a pause of about a minute after the last epoch was seen in some runs
+# and in none of those watched with a profiler
+STALL_DUMP_S = 20.0
 
 
 def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, steps_per_epoch: int,
@@ -77,9 +82,10 @@ def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, 
 
     class Validate(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.t0 = time.monotonic()
+            self.t0 = self.epoch_ended = time.monotonic()
 
         def on_epoch_begin(self, epoch, logs=None):
+            faulthandler.cancel_dump_traceback_later()
             self.epoch, self.epoch_t0 = epoch, time.monotonic()
             self.next_log = self.epoch_t0 + every_s
 
@@ -102,6 +108,8 @@ def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, 
             log.info("train: epoch %d/%d: %s; %.0f examples/s, at most %s left (train.max_epochs)", epoch + 1,
                      max_epochs, ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"), rate,
                      progress.duration(left))
+            self.epoch_ended = time.monotonic()
+            faulthandler.dump_traceback_later(STALL_DUMP_S)  # cancelled by the next epoch or the reader's stop
 
     return Validate()
 
@@ -162,12 +170,19 @@ class KerasKind(ModelKind):
         epoch_log: list[dict] = []
         stop = keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=cfg.patience, min_delta=MIN_DELTA,
                                              restore_best_weights=True)
-        with feed.reader(data.train_url, None, cfg.seed, cfg.reader_workers, shuffle=True,
-                         fields=feed.columns(with_history=self.needs_item_histories)) as r:
-            steps = max(1, math.ceil(data.train_rows / batch))
-            model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs, steps_per_epoch=steps,
-                      callbacks=[_validation(monitor, epoch_log, data.train_rows, cfg.max_epochs, steps, batch), stop],
-                      verbose=0, shuffle=False)  # rows are shuffled in the shards
+        steps = max(1, math.ceil(data.train_rows / batch))
+        validate = _validation(monitor, epoch_log, data.train_rows, cfg.max_epochs, steps, batch)
+        try:
+            with feed.reader(data.train_url, None, cfg.seed, cfg.reader_workers, shuffle=True,
+                             fields=feed.columns(with_history=self.needs_item_histories)) as r:
+                model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
+                          steps_per_epoch=steps, callbacks=[validate, stop],
+                          verbose=0, shuffle=False)  # rows are shuffled in the shards
+                returned = time.monotonic()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        log.info("train: fit returned %.1f s after the last epoch's end, the reader stopped in %.1f s",
+                 returned - validate.epoch_ended, time.monotonic() - returned)
         if stop.stopped_epoch:
             log.info("train: no improvement of %s for %d epochs: stopped", key, cfg.patience)
         model.save(os.path.join(workdir, "model.keras"))
@@ -229,7 +244,8 @@ def optimizer(cfg: TrainConfig, data: TrainingData):
 
     name = optimizer_name(cfg, data)
     log.info("train: optimizer %s (train.optimizer=%s), learning rate %g", name, cfg.optimizer, cfg.learning_rate)
-    return (lazy_adam_class() if name == "lazy_adam" else keras.optimizers.Adam)(cfg.learning_rate)
+    kind = {"lazy_adam": lazy_adam_class(), "adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}[name]
+    return kind(cfg.learning_rate)
 
 
 def embedding(n: int, width: int, name: str, seed: int | None, reg=None):
