@@ -6,6 +6,7 @@ fixed batch size. Every function takes a reader URL (``artifacts.reader_url``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -20,13 +21,22 @@ def columns(with_history: bool = False) -> list[str]:
     return [USER_IN, ITEM_IN, LABEL] + ([HIST_IN] if with_history else [])
 
 
+@contextlib.contextmanager
 def reader(url: str, num_epochs: int | None, seed: int, workers: int, shuffle: bool, fields: list[str] | None = None):
+    """A Petastorm batch reader, stopped and joined on leaving the ``with`` block."""
     from petastorm import make_batch_reader
 
     # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
-    return make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=seed,
-                             workers_count=workers, reader_pool_type="thread", schema_fields=fields or columns())
+    r = make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=seed,
+                          workers_count=workers, reader_pool_type="thread", schema_fields=fields or columns())
+    try:
+        yield r
+    finally:
+        # what the reader's own __exit__ does but its cleanup_cache(), which prints "Cache cleanup complete."
+        # to stdout, into the train stage's log after every validation pass (no cache is used here)
+        r.stop()
+        r.join()
 
 
 def dataset(batch_reader, batch_size: int):
