@@ -141,14 +141,23 @@ def report(name: str, ev: dict, kind: str, seconds: float) -> None:
     print(f"\n== {name} (model: {kind}, test split, {seconds:.0f}s)")
     metrics = ["rmse", "mae", "ndcg@10", "precision@10", "recall@10", "hr@10", "map@10", "coverage"]
     print(f"{'':14s}" + "".join(f"{m:>13s}" for m in metrics))
+    # the rating baselines' rows only beside a rating model (on data of 1.0 ratings they are all zeros)
+    rating = "rmse" in ev.get("model", {})
     for model in ("model", "global_mean", "bias", "als", "popularity", "als_implicit"):
-        if model in ev:
+        if model in ev and (rating or model not in ("global_mean", "bias", "als")):
             cells = "".join(f"{ev[model][m]:13.4f}" if m in ev[model] else f"{'':13s}" for m in metrics)
             print(f"{model:14s}{cells}")
             ses = "".join(f"{'+-' + format(ev[model][m + '_se'], '.4f'):>13s}" if m + "_se" in ev[model] else f"{'':13s}"
                           for m in metrics)
             if ses.strip():
                 print(f"{'  (std error)':14s}{ses}")
+    val = ev.get("validation", {})
+    if "ndcg@10" in val.get("model", {}):  # the split the epochs (and any choice of settings) are judged on
+        print("validation split: " + ", ".join(
+            f"{m} NDCG@10 {val[m]['ndcg@10']:.4f} (+-{val[m].get('ndcg@10_se', 0):.4f}) HR@10 {val[m]['hr@10']:.4f}"
+            for m in ("model", *BASELINES) if m in val))
+    elif "rmse" in val.get("model", {}):
+        print(f"validation split: model RMSE {val['model']['rmse']:.4f}")
     if "ndcg@10" in ev.get("model", {}):
         users = ev["model"].get("users")
         print((f"{users:,.0f} users evaluated; " if users else "") + "model / best of (popularity, als_implicit): " +
