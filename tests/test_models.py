@@ -283,3 +283,15 @@ def test_a_pause_after_an_epoch_dumps_every_threads_stack_and_the_next_epoch_can
         assert "most recent call first" in err and "test_models.py" in err, err
     finally:
         keras_fit.faulthandler.cancel_dump_traceback_later()
+
+
+def test_a_slow_garbage_collection_is_logged(caplog):
+    import gc
+
+    with caplog.at_level("WARNING", logger="recjob.train"):
+        with keras_fit.slow_collections_logged(threshold_s=-1.0):  # every collection counts as slow
+            gc.collect()
+        with keras_fit.slow_collections_logged(threshold_s=3600.0):
+            gc.collect()
+    assert caplog.text.count("train: a Python garbage collection (generation 2) took") == 1, caplog.text
+    assert all(cb.__name__ != "watch" for cb in gc.callbacks)  # removed on leaving

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import contextlib
 import faulthandler
 import functools
+import gc
 import logging
 import math
 import os
@@ -69,6 +71,30 @@ PROGRESS_EVERY_S = 60.0  # an epoch longer than this logs its progress within th
 # Python stack to stderr (the stage log): a pause of about a minute after the last epoch was seen in some runs
 # and in none of those watched with a profiler
 STALL_DUMP_S = 20.0
+
+
+SLOW_GC_S = 5.0  # a Python garbage collection during fit longer than this is logged (stalls' suspects)
+
+
+@contextlib.contextmanager
+def slow_collections_logged(threshold_s: float | None = None):
+    """Within the block, every Python garbage collection longer than ``threshold_s`` (SLOW_GC_S) is logged with
+    its generation and the objects it collected: a collection is native code, no thread's Python stack shows it."""
+    started: dict = {}
+    limit = SLOW_GC_S if threshold_s is None else threshold_s
+
+    def watch(phase, info):
+        if phase == "start":
+            started["t"] = time.monotonic()
+        elif "t" in started and time.monotonic() - started["t"] > limit:
+            log.warning("train: a Python garbage collection (generation %d) took %.1f s, %d objects collected",
+                        info["generation"], time.monotonic() - started.pop("t"), info["collected"])
+
+    gc.callbacks.append(watch)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(watch)
 
 
 def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, steps_per_epoch: int,
@@ -173,8 +199,9 @@ class KerasKind(ModelKind):
         steps = max(1, math.ceil(data.train_rows / batch))
         validate = _validation(monitor, epoch_log, data.train_rows, cfg.max_epochs, steps, batch)
         try:
-            with feed.reader(data.train_url, None, cfg.seed, cfg.reader_workers, shuffle=True,
-                             fields=feed.columns(with_history=self.needs_item_histories)) as r:
+            with slow_collections_logged(), feed.reader(
+                    data.train_url, None, cfg.seed, cfg.reader_workers, shuffle=True,
+                    fields=feed.columns(with_history=self.needs_item_histories)) as r:
                 model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
                           steps_per_epoch=steps, callbacks=[validate, stop],
                           verbose=0, shuffle=False)  # rows are shuffled in the shards
