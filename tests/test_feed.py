@@ -1,4 +1,6 @@
-"""The Petastorm reader of the training shards (recjob.feed.reader)."""
+"""Reading the training shards outside Spark (recjob.feed): the Petastorm reader and tf.data pipeline that
+training streams from, and the whole-split reads."""
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,9 +18,9 @@ def shard(tmp_path):
 
 
 def test_the_reader_is_stopped_and_joined_on_leaving_and_prints_nothing(shard, capfd):
-    with feed.reader(shard, 1, seed=1, workers=1, shuffle=False) as r:
-        rows = sum(len(b.user_idx) for b in r)
-    assert rows == 50
+    with feed.reader(shard, None, seed=1, workers=1, shuffle=False) as r:
+        firsts = [int(next(r).user_idx[0]) for _ in range(10)]
+    assert firsts == [0, 10, 20, 30, 40] * 2  # every row group, epoch after epoch
     assert r.stopped
     assert not any(w.is_alive() for w in r._workers_pool._workers)  # joined
     assert "Cache cleanup complete." not in capfd.readouterr().out  # petastorm's own __exit__ prints it
@@ -30,3 +32,22 @@ def test_the_reader_is_stopped_when_the_block_raises(shard):
             next(iter(r))
             raise RuntimeError("boom")
     assert r.stopped and not any(w.is_alive() for w in r._workers_pool._workers)
+
+
+def test_the_training_pipeline_is_not_autotuned_and_yields_fixed_batches(shard):
+    # an autotuned iterator's destruction waits for tf.data's model thread (0-60 s at the end of every fit)
+    with feed.reader(shard, None, seed=1, workers=1, shuffle=False) as r:
+        ds = feed.dataset(r, 16)
+        assert ds.options().autotune.enabled is False
+        batches = [(x["user_idx"].numpy(), y.numpy()) for x, y in ds.take(4)]
+    assert [len(y) for _, y in batches] == [16] * 4
+    assert np.concatenate([u for u, _ in batches]).tolist() == (list(range(50)) * 2)[:64]
+
+
+def test_whole_split_reads_return_every_row_every_time(shard):
+    # a one-pass Petastorm read (num_epochs=1) lost the last row group in about half the reads of this file
+    for _ in range(20):
+        users, items, ratings = feed.read_ratings(shard)
+        assert sorted(users.tolist()) == list(range(50))
+        rmse, mae, n = feed.rating_errors(lambda x: x["item_idx"].astype(np.float32) * 0 + 2.0, shard, batch_size=16)
+        assert (n, rmse, mae) == (50, 1.0, 1.0)

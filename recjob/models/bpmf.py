@@ -28,8 +28,8 @@ class Bpmf(ModelKind):
         factors, exactly as they are scored (float32)."""
         from recjob import bpmf  # SciPy: only where a bpmf model is fitted, not wherever the registry is read
 
-        users, items, ratings = feed.read_ratings(data.train_url, cfg.seed)
-        v_users, v_items, v_ratings = feed.read_ratings(data.validation_url, cfg.seed)
+        users, items, ratings = feed.read_ratings(data.train_url)
+        v_users, v_items, v_ratings = feed.read_ratings(data.validation_url)
         total, kept = np.zeros(len(v_ratings)), 0
 
         def on_sweep(state: dict, keep: bool) -> dict:

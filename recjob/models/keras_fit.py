@@ -185,7 +185,7 @@ class KerasKind(ModelKind):
             key, mode = "val_rmse", "min"
 
             def monitor(m):
-                rmse, mae, _ = feed.rating_errors(lambda x: m(x, training=False), data.validation_url, cfg.seed)
+                rmse, mae, _ = feed.rating_errors(lambda x: m(x, training=False), data.validation_url)
                 return {"val_rmse": rmse, "val_mae": mae}
         else:
             key, mode = f"val_ndcg@{data.k}", "max"

@@ -92,7 +92,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             fitted = kind.fit(data, t, model_dir)
             result = summarise(fitted, kind, data.train_rows, time.monotonic() - t0)
             if stats[S.TEST]["rows"] and fitted.predict is not None:
-                rmse, mae, _ = feed.rating_errors(fitted.predict, reader_url(stats[S.TEST]["path"]), t.seed)
+                rmse, mae, _ = feed.rating_errors(fitted.predict, reader_url(stats[S.TEST]["path"]))
                 result.update(test_rmse=rmse, test_mae=mae)
             train_df = spark.read.parquet(stats[S.TRAIN]["path"])
             for split in (S.VALIDATION, S.TEST):  # for the record; the evaluate stage compares more
