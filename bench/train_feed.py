@@ -80,7 +80,7 @@ def run(kind_name: str, source: str, url: str, pdf, data, epochs: int) -> float:
     steps = data.train_rows // batch
     timer = EpochTimes()
     if source == "petastorm":
-        with feed.reader(url, None, cfg.seed, cfg.reader_workers, shuffle=True) as r:
+        with feed.reader(url, cfg.seed, cfg.reader_workers, shuffle=True) as r:
             model.fit(kind.prepare(feed.dataset(r, batch), data, cfg), epochs=epochs, steps_per_epoch=steps,
                       callbacks=[timer.callback], verbose=0, shuffle=False)
     else:

@@ -22,14 +22,15 @@ def columns(with_history: bool = False) -> list[str]:
 
 
 @contextlib.contextmanager
-def reader(url: str, num_epochs: int | None, seed: int, workers: int, shuffle: bool, fields: list[str] | None = None):
-    """A Petastorm batch reader, stopped and joined on leaving the ``with`` block. For training, which reads
-    ``num_epochs=None`` (forever); whole-split reads use pyarrow (``read_ratings``)."""
+def reader(url: str, seed: int, workers: int, shuffle: bool, fields: list[str] | None = None):
+    """A Petastorm batch reader for training: it reads the shards over and over (epochs are counted by steps),
+    and is stopped and joined on leaving the ``with`` block. It cannot make a one-pass read: petastorm 0.13.1's
+    one-pass reads can end before the last row group (``read_ratings``); whole-split reads use pyarrow."""
     from petastorm import make_batch_reader
 
     # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
-    r = make_batch_reader(url, num_epochs=num_epochs, shuffle_row_groups=shuffle, seed=seed,
+    r = make_batch_reader(url, num_epochs=None, shuffle_row_groups=shuffle, seed=seed,
                           workers_count=workers, reader_pool_type="thread", schema_fields=fields or columns())
     try:
         yield r

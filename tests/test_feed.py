@@ -18,7 +18,7 @@ def shard(tmp_path):
 
 
 def test_the_reader_is_stopped_and_joined_on_leaving_and_prints_nothing(shard, capfd):
-    with feed.reader(shard, None, seed=1, workers=1, shuffle=False) as r:
+    with feed.reader(shard, seed=1, workers=1, shuffle=False) as r:
         firsts = [int(next(r).user_idx[0]) for _ in range(10)]
     assert firsts == [0, 10, 20, 30, 40] * 2  # every row group, epoch after epoch
     assert r.stopped
@@ -28,7 +28,7 @@ def test_the_reader_is_stopped_and_joined_on_leaving_and_prints_nothing(shard, c
 
 def test_the_reader_is_stopped_when_the_block_raises(shard):
     with pytest.raises(RuntimeError, match="boom"):
-        with feed.reader(shard, None, seed=1, workers=1, shuffle=True) as r:
+        with feed.reader(shard, seed=1, workers=1, shuffle=True) as r:
             next(iter(r))
             raise RuntimeError("boom")
     assert r.stopped and not any(w.is_alive() for w in r._workers_pool._workers)
@@ -36,7 +36,7 @@ def test_the_reader_is_stopped_when_the_block_raises(shard):
 
 def test_the_training_pipeline_is_not_autotuned_and_yields_fixed_batches(shard):
     # an autotuned iterator's destruction waits for tf.data's model thread (0-60 s at the end of every fit)
-    with feed.reader(shard, None, seed=1, workers=1, shuffle=False) as r:
+    with feed.reader(shard, seed=1, workers=1, shuffle=False) as r:
         ds = feed.dataset(r, 16)
         assert ds.options().autotune.enabled is False
         batches = [(x["user_idx"].numpy(), y.numpy()) for x, y in ds.take(4)]

@@ -200,7 +200,7 @@ class KerasKind(ModelKind):
         validate = _validation(monitor, epoch_log, data.train_rows, cfg.max_epochs, steps, batch)
         try:
             with slow_collections_logged(), feed.reader(
-                    data.train_url, None, cfg.seed, cfg.reader_workers, shuffle=True,
+                    data.train_url, cfg.seed, cfg.reader_workers, shuffle=True,
                     fields=feed.columns(with_history=self.needs_item_histories)) as r:
                 model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
                           steps_per_epoch=steps, callbacks=[validate, stop],
