@@ -3,7 +3,8 @@ in-memory numpy arrays.
 
 Synthetic ratings (skewed item popularity) are written as train shards by the shards stage's own writer
 (``stages.shards.write_split``: seeded shuffled order, ``shards.rows_per_file``, ``shards.row_group_mb``). For each
-model kind, two runs of the same model, batch size and number of steps:
+model kind, two runs of the same model, batch size, steps and steps per execution (``keras_fit.epoch_steps``, as
+in the train stage):
   - petastorm: ``feed.reader`` + ``feed.dataset`` (rebatched to fixed batches), what ``models.keras_fit`` trains
     from, including the kind's own batch transform (bpr's negatives);
   - memory: the same rows as numpy arrays cut into the same batches, ``tf.data.Dataset.from_tensor_slices`` over
@@ -79,7 +80,7 @@ def run(kind_name: str, source: str, url: str, pdf, data, epochs: int) -> float:
     keras.utils.set_random_seed(cfg.seed)
     model = kind.build(data, cfg)
     batch = keras_fit.batch_size(data.train_rows, cfg)
-    steps = data.train_rows // batch
+    steps, model.steps_per_execution = keras_fit.epoch_steps(data.train_rows, batch, cfg)  # as the train stage
     timer = EpochTimes()
     if source == "petastorm":
         with feed.reader(url, cfg.seed, cfg.reader_workers, shuffle=True) as r:
@@ -87,9 +88,10 @@ def run(kind_name: str, source: str, url: str, pdf, data, epochs: int) -> float:
                       callbacks=[timer.callback], verbose=0, shuffle=False)
     else:
         # whole batches as the slices (batching single rows costs tf.data more than Petastorm's columnar rebatch)
-        n = steps * batch
-        x = {c: pdf[c].to_numpy(np.int32)[:n].reshape(steps, batch) for c in (USER_IN, ITEM_IN)}
-        y = pdf[feed.LABEL].to_numpy(np.float32)[:n].reshape(steps, batch)
+        whole = data.train_rows // batch
+        n = whole * batch
+        x = {c: pdf[c].to_numpy(np.int32)[:n].reshape(whole, batch) for c in (USER_IN, ITEM_IN)}
+        y = pdf[feed.LABEL].to_numpy(np.float32)[:n].reshape(whole, batch)
         ds = (tf.data.Dataset.from_tensor_slices((x, y)).repeat().prefetch(2)
               .with_options(feed.pipeline_options()))
         model.fit(kind.prepare(ds, data, cfg), epochs=epochs, steps_per_epoch=steps, callbacks=[timer.callback],

@@ -122,6 +122,21 @@ def test_batch_shrinks_on_small_data_only():
     assert keras_fit.batch_size(100, cfg) == 32
 
 
+def test_an_epoch_is_whole_executions_within_a_32nd_of_one_pass():
+    cfg = config.load(None, []).train
+    assert keras_fit.epoch_steps(2_000_000, 1024, cfg) == (1952, 16)  # 1,954 steps a pass: 122 executions of 16
+    assert keras_fit.epoch_steps(4_000, 200, cfg) == (20, 1)  # small data: one step per call, the exact pass
+    assert keras_fit.epoch_steps(100 * 1024, 1024, cfg) == (102, 6)  # at most 1/16 of a pass per execution
+    for rows in (5_000, 77_777, 1_234_567):
+        steps, per = keras_fit.epoch_steps(rows, 256, cfg)
+        one_pass = -(-rows // 256)
+        assert steps % per == 0 and 1 <= per <= cfg.steps_per_execution and abs(steps - one_pass) <= one_pass / 32
+    one = config.load(None, ["train.steps_per_execution=1"]).train
+    assert keras_fit.epoch_steps(2_000_000, 1024, one) == (1954, 1)
+    with pytest.raises(config.ConfigError, match="steps_per_execution"):
+        config.load(None, ["train.steps_per_execution=0"])
+
+
 def _seq(n_items=6, **overrides):
     cfg = config.load(None, ["train.model=seq", "train.factors=4", "shards.history_length=4", "train.markov_order=2",
                              "shards.split=temporal", *[f"train.{k}={v}" for k, v in overrides.items()]]).train

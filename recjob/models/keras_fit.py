@@ -39,6 +39,16 @@ def batch_size(train_rows: int, cfg: TrainConfig) -> int:
     return max(1, min(cfg.batch_size, max(32, train_rows // cfg.min_steps_per_epoch)))
 
 
+def epoch_steps(train_rows: int, batch: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(steps of an epoch, steps per execution). Keras runs whole executions, so the steps of an epoch are a
+    multiple of the steps per execution: cfg.steps_per_execution, at most 1/16 of one pass over the rows, and the
+    pass's steps rounded to the nearest multiple of it (an epoch is within 1/32 of one pass; the reader reads
+    the shards over and over, so no row is left out, only an epoch's end moves)."""
+    steps = max(1, math.ceil(train_rows / batch))
+    per = max(1, min(cfg.steps_per_execution, steps // 16))
+    return max(per, round(steps / per) * per), per
+
+
 class RankingProbe:
     """Validation NDCG@k of a model's factors on a seeded sample of validation users, train items excluded.
     Sized by the sample (its users' train rows are read with a filter), not by the data."""
@@ -196,8 +206,8 @@ class KerasKind(ModelKind):
         epoch_log: list[dict] = []
         stop = keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=cfg.patience, min_delta=MIN_DELTA,
                                              restore_best_weights=True)
-        steps = max(1, math.ceil(data.train_rows / batch))
-        validate = _validation(monitor, epoch_log, data.train_rows, cfg.max_epochs, steps, batch)
+        steps, model.steps_per_execution = epoch_steps(data.train_rows, batch, cfg)  # what compile() sets
+        validate = _validation(monitor, epoch_log, steps * batch, cfg.max_epochs, steps, batch)
         try:
             with slow_collections_logged(), feed.reader(
                     data.train_url, cfg.seed, cfg.reader_workers, shuffle=True,
