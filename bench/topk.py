@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from recjob import topk
+from recjob.config import ScoreConfig
 
 
 def best_of(fn, repeat: int = 3) -> float:
@@ -41,6 +42,8 @@ def main() -> None:
     p.add_argument("--items", type=int, default=60175)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--factors", type=int, default=32)
+    p.add_argument("--block", type=int, default=ScoreConfig().block_users,
+                   help="users per product with --model (default: score.block_users's)")
     p.add_argument("--model", help="a run's models/ds=<ds> folder (item_factors, user_factors parquet)")
     a = p.parse_args()
     if a.model:
@@ -70,14 +73,12 @@ def main() -> None:
 def product_on_model(a) -> None:
     import pandas as pd
 
-    from recjob.config import ScoreConfig
-
     items = pd.read_parquet(f"{a.model}/item_factors")
     users = pd.read_parquet(f"{a.model}/user_factors", columns=["factors"]).head(a.users)
     v = np.stack(items["factors"].to_numpy()).astype(np.float32)
     u = topk.with_ones(np.stack(users["factors"].to_numpy()).astype(np.float32))
     chunks = topk.item_chunks(topk.with_bias(v, items["bias"].to_numpy(np.float32)))
-    block = ScoreConfig().block_users
+    block = a.block
     buf = np.empty((chunks.factors.shape[0], block, chunks.factors.shape[2]), np.float32)
     none = np.empty(0, np.int64)
 

@@ -156,9 +156,10 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
     n_chunks, _, cols = chunks.factors.shape
     rows_n = len(user_fb)
     m = cols // group  # groups per chunk
-    if out is None or out.shape[1] < rows_n:
+    if out is None or out.shape[1] < rows_n or not out.flags.c_contiguous:
         out = np.empty((n_chunks, rows_n, cols), np.float32)
     scores = out[:, :rows_n]
+    flat, stride = out.reshape(-1), out.shape[1] * cols  # a view: one chunk's buffer is ``stride`` floats
     chunk_of, local = np.divmod(chunks.position[seen_cols.astype(np.int64)], cols)
     order = np.argsort(chunk_of, kind="stable")
     at = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
@@ -207,9 +208,9 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
 
     every = bool((slot >= 0).all())  # no chunk skipped: a user's scores are in their own row of every chunk
 
-    def values(rows, pos):
-        chunk, within = np.divmod(pos, cols)
-        return scores[chunk, rows if every else slot[chunk, rows], within]
+    def values(rows, pos):  # one flat gather (a third of the time of indexing ``scores`` by three arrays)
+        chunk = pos // cols
+        return flat.take(pos + chunk * (stride - cols) + (rows if every else slot[chunk, rows]) * cols)
 
     return _select_in_groups(gmax, k, candidates, values, lambda rows: _in_item_order(scores, slot, rows, chunks),
                              column=chunks.column)
