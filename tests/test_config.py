@@ -96,6 +96,7 @@ def test_float_lists():
     ("database=é", "plain ASCII identifier"),
     ("input.reviews=", "input.reviews is empty"),
     ("ingest.max_bad_fraction=2", "ingest.max_bad_fraction"),
+    ("evaluate.als_blocks=-1", "evaluate.als_blocks must be >= 0"),
     ("train.factors=[unclosed", "not valid YAML"),
 ])
 def test_values_that_would_misbehave_are_refused(override, message):

@@ -57,3 +57,25 @@ def test_each_candidates_lists_are_scored_once(spark, monkeypatch):
     n_eval = users.join(validation.select(S.USER_IDX).distinct(), S.USER_IDX).count()
     assert next(v for _, _, metric, v in rows if metric == "users") == n_eval
     assert emitted.value == 5 * n_eval  # each evaluated user's 5 items, once
+
+
+def test_als_fits_with_the_configured_blocks(spark, caplog, monkeypatch):
+    """evaluate.als_blocks: Spark's 10 by default (the same ALS on every machine); 0: the session's default
+    parallelism. The blocks reach ALS and the log."""
+    fitted = []
+
+    class RecordingALS(evaluate.ALS):
+        def fit(self, dataset, params=None):
+            fitted.append((self.getNumUserBlocks(), self.getNumItemBlocks()))
+            return super().fit(dataset, params)
+
+    monkeypatch.setattr(evaluate, "ALS", RecordingALS)
+    train, _, _ = _frames(spark)
+    common = dict(als_rank=4, als_iterations=2)
+    with caplog.at_level("INFO", logger="recjob.stages.evaluate"):
+        evaluate.als_model(train, EvaluateConfig(**common), True, 1.0)
+        evaluate.als_model(train, EvaluateConfig(als_blocks=0, **common), False, 1.0)
+    parallelism = spark.sparkContext.defaultParallelism
+    assert fitted == [(10, 10), (parallelism, parallelism)]
+    assert "ALS implicit (rank 4, regParam 1, 2 iterations, 10 user and item blocks) fitted in" in caplog.text
+    assert f"ALS explicit (rank 4, regParam 1, 2 iterations, {parallelism} user and item blocks)" in caplog.text

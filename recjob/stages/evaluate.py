@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -60,12 +61,23 @@ def popularity_factors(train: DataFrame, users: DataFrame) -> tuple[DataFrame, p
 def als_model(train: DataFrame, cfg: EvaluateConfig, implicit: bool, reg: float):
     """Spark MLlib ALS on the train split. Needs a checkpoint directory (``checkpoint_dir``): without one the
     lineage of every iteration piles up and deserialising a task can overflow the JVM stack."""
-    als = ALS(rank=cfg.als_rank, regParam=reg,
+    blocks = als_blocks(train.sparkSession, cfg)
+    als = ALS(rank=cfg.als_rank, regParam=reg, numUserBlocks=blocks, numItemBlocks=blocks,
               maxIter=cfg.als_iterations, implicitPrefs=implicit, alpha=cfg.als_alpha, seed=cfg.seed,
               userCol=S.USER_IDX, itemCol=S.ITEM_IDX, ratingCol=S.LABEL, coldStartStrategy="nan",
               nonnegative=False, checkpointInterval=5)
     data = train.withColumn(S.LABEL, F.lit(1.0)) if implicit else train
-    return als.fit(data)
+    start = time.monotonic()
+    model = als.fit(data)
+    log.info("evaluate: ALS %s (rank %d, regParam %g, %d iterations, %d user and item blocks) fitted in %.1f s",
+             "implicit" if implicit else "explicit", cfg.als_rank, reg, cfg.als_iterations, blocks,
+             time.monotonic() - start)
+    return model
+
+
+def als_blocks(spark: SparkSession, cfg: EvaluateConfig) -> int:
+    """ALS's user and item blocks: evaluate.als_blocks, or with 0 the session's default parallelism."""
+    return cfg.als_blocks or spark.sparkContext.defaultParallelism
 
 
 def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFrame | None, n_items: int,
@@ -210,7 +222,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 warehouse.delete_path(spark, checkpoints)
         explicit_reg = e.als_reg if kind.predicts_ratings else None  # ALS explicit: fitted for rating models only
         als = {"rank": e.als_rank, "reg": explicit_reg, "implicit_regs": e.als_implicit_regs, "alpha": e.als_alpha,
-               "iterations": e.als_iterations, "seed": e.seed, **chosen}
+               "iterations": e.als_iterations, "blocks": als_blocks(spark, e), "seed": e.seed, **chosen}
         settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": 10.0, "model": kind.name,
                                "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
