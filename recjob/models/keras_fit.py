@@ -207,8 +207,8 @@ class KerasKind(ModelKind):
         stop = keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=cfg.patience, min_delta=MIN_DELTA,
                                              restore_best_weights=True)
         steps, model.steps_per_execution = epoch_steps(data.train_rows, batch, cfg)  # what compile() sets
-        log.info("train: batch size %d, %d steps an epoch (%d rows), %d steps per execution of the compiled train "
-                 "loop (train.steps_per_execution %d)", batch, steps, data.train_rows, model.steps_per_execution,
+        log.info("train: batch size %d, %d steps an epoch (%d rows), steps per call of the compiled train loop: %d "
+                 "(train.steps_per_execution %d)", batch, steps, data.train_rows, model.steps_per_execution,
                  cfg.steps_per_execution)
         validate = _validation(monitor, epoch_log, steps * batch, cfg.max_epochs, steps, batch)
         try:
