@@ -208,7 +208,7 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
 
     every = bool((slot >= 0).all())  # no chunk skipped: a user's scores are in their own row of every chunk
 
-    def values(rows, pos):  # one flat gather (a third of the time of indexing ``scores`` by three arrays)
+    def values(rows, pos):  # one flat gather: ~30 % less time than indexing ``scores`` by three arrays
         chunk = pos // cols
         return flat.take(pos + chunk * (stride - cols) + (rows if every else slot[chunk, rows]) * cols)
 
