@@ -65,6 +65,15 @@ def test_user_sample_is_deterministic_nested_and_whole_users(spark):
 
 def test_transform_counts(spark):
     pdf = _random_interactions()
-    out, counts = sample.transform(spark.createDataFrame(pdf), SampleConfig(start="2017-06-01", end="2019-01-01",
-                                                                           min_user_reviews=2, min_item_reviews=2))
-    assert counts["window"] >= counts["user_sample"] >= counts["k_core"] == out.count() > 0
+    df = spark.createDataFrame(pdf)
+    cfg = SampleConfig(start="2017-06-01", end="2019-01-01", min_user_reviews=2, min_item_reviews=2, user_fraction=0.5)
+    out, counts = sample.transform(df, cfg)
+    assert counts["read"] == len(pdf)
+    # the counts taken in one scan are those of each step's frame
+    windowed = sample.time_window(df, cfg.start, cfg.end)
+    assert counts["window"] == windowed.count() < len(pdf)
+    assert counts["user_sample"] == sample.user_sample(windowed, cfg.user_fraction, cfg.seed).count() < counts["window"]
+    assert counts["user_sample"] >= counts["k_core"] == out.count() > 0
+    # without times (dated False) nothing is windowed
+    _, undated = sample.transform(df, cfg, dated=False)
+    assert undated["window"] == len(pdf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recjob import readers, warehouse
@@ -21,9 +21,22 @@ def _epoch(day: str) -> int:
     return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp())
 
 
+def in_window(start: str, end: str) -> Column:
+    """start <= unixReviewTime < end (dates, UTC)."""
+    return (F.col(S.TIME) >= _epoch(start)) & (F.col(S.TIME) < _epoch(end))
+
+
 def time_window(df: DataFrame, start: str, end: str) -> DataFrame:
     """Rows with start <= unixReviewTime < end (dates, UTC)."""
-    return df.where((F.col(S.TIME) >= _epoch(start)) & (F.col(S.TIME) < _epoch(end)))
+    return df.where(in_window(start, end))
+
+
+def in_user_sample(fraction: float, seed: int) -> Column:
+    """Whether hash(reviewerID, seed) falls under ``fraction`` (always true from 1 on)."""
+    if fraction >= 1.0:
+        return F.lit(True)
+    bucket = F.pmod(F.xxhash64(F.col(S.USER), F.lit(seed)), F.lit(_HASH_BUCKETS))
+    return bucket < F.lit(int(fraction * _HASH_BUCKETS))
 
 
 def user_sample(df: DataFrame, fraction: float, seed: int) -> DataFrame:
@@ -32,20 +45,18 @@ def user_sample(df: DataFrame, fraction: float, seed: int) -> DataFrame:
     The same user is kept or dropped in every run and on every cluster (xxhash64 is fixed), and a larger
     fraction keeps a superset of the users of a smaller one.
     """
-    if fraction >= 1.0:
-        return df
-    bucket = F.pmod(F.xxhash64(F.col(S.USER), F.lit(seed)), F.lit(_HASH_BUCKETS))
-    return df.where(bucket < F.lit(int(fraction * _HASH_BUCKETS)))
+    return df if fraction >= 1.0 else df.where(in_user_sample(fraction, seed))
 
 
-def k_core(df: DataFrame, min_user: int, min_item: int, max_iterations: int = 50) -> tuple[DataFrame, int]:
+def k_core(df: DataFrame, min_user: int, min_item: int, max_iterations: int = 50,
+           rows: int | None = None) -> tuple[DataFrame, int]:
     """Iteratively drop users with < min_user rows and items with < min_item rows until both hold.
 
     Returns the filtered frame and the number of passes. Each pass is checkpointed locally so the plan does
-    not grow with the number of passes.
+    not grow with the number of passes. ``rows``: the rows of ``df`` when known (not counted again).
     """
     current = df
-    before = current.count()
+    before = current.count() if rows is None else rows
     for it in range(1, max_iterations + 1):
         users = current.groupBy(S.USER).count().where(F.col("count") >= min_user).select(S.USER)
         items = current.groupBy(S.ITEM).count().where(F.col("count") >= min_item).select(S.ITEM)
@@ -62,15 +73,16 @@ def k_core(df: DataFrame, min_user: int, min_item: int, max_iterations: int = 50
 
 def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tuple[DataFrame, dict]:
     """Window (only when the input is ``dated``: without times there are no dates to window), then user sample,
-    then k-core; returns (rows, counts after each step)."""
-    counts = {}
+    then k-core; returns (rows, counts: read and after each step)."""
     df = reviews.select(S.USER, S.ITEM, S.RATING, S.TIME)
-    if dated:
-        df = time_window(df, cfg.start, cfg.end)
-    counts["window"] = df.count()
-    df = user_sample(df, cfg.user_fraction, cfg.seed)
-    counts["user_sample"] = df.count()
-    df, passes = k_core(df, cfg.min_user_reviews, cfg.min_item_reviews, cfg.max_kcore_iterations)
+    window = in_window(cfg.start, cfg.end) if dated else F.lit(True)
+    # the rows read and kept by each step counted in one scan of the reviews
+    c = df.agg(F.count(F.lit(1)).alias("read"), F.count(F.when(window, 1)).alias("window"),
+               F.count(F.when(window & in_user_sample(cfg.user_fraction, cfg.seed), 1)).alias("user_sample")).first()
+    counts = {"read": c["read"], "window": c["window"], "user_sample": c["user_sample"]}
+    df = user_sample(df.where(window) if dated else df, cfg.user_fraction, cfg.seed)
+    df, passes = k_core(df, cfg.min_user_reviews, cfg.min_item_reviews, cfg.max_kcore_iterations,
+                        rows=counts["user_sample"])
     counts["k_core"] = df.count()
     counts["k_core_passes"] = passes
     return df, counts
@@ -79,9 +91,9 @@ def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tupl
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("sample", ds) as record:
         reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
-        n_in = reviews.count()
         dated = readers.has_times(cfg.input)
         out, counts = transform(reviews, cfg.sample, dated)
+        n_in = counts.pop("read")
         s = cfg.sample
         window = f"window [{s.start}, {s.end})" if dated else f"no window (input.format={cfg.input.format} has no times)"
         log.info("sample: %d reviews; %s: %d; user sample %.3f: %d; %d/%d-core: %d rows",
