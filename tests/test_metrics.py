@@ -80,7 +80,7 @@ def test_publish_checks_refuse_broken_lists(spark):
     assert problems([("u", 1, "a", None, float("nan"))]) == ["some scores are null or NaN"]
 
 
-def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark):
+def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark, monkeypatch):
     from recjob import schema as S
     from recjob.config import EvaluateConfig
     from recjob.stages import evaluate
@@ -105,6 +105,22 @@ def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark):
     assert n > 200 and everyone == exact  # max_users above the count: the exact evaluation
     sampled, again = metrics_with(100), metrics_with(100)
     assert sampled["users"] == 100 and sampled == again  # seeded: the same users every time
+    # the sampled users are scored as the exact evaluation of those users alone scores them (every seen item of
+    # theirs still excluded)
+    chosen, _ = evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), 100, EvaluateConfig().seed)
+    popularity = {"popularity": evaluate.popularity_factors(train, train.select(S.USER_IDX).distinct())}
+    alone = evaluate.evaluate_split(spark, "validation", heldout.join(chosen, S.USER_IDX, "left_semi"), seen,
+                                    popularity, n_items, EvaluateConfig(max_users=0, k=5), 64)
+    assert {metric: pytest.approx(value, rel=1e-9) for _, _, metric, value in alone} == sampled
+    # and none of their lists holds an item they have seen (popular items are, for most of them)
+    lists = []
+    real_top = evaluate._top
+    monkeypatch.setattr(evaluate, "_top", lambda *a, **kw: lists.append(real_top(*a, **kw)) or lists[-1])
+    metrics_with(100)
+    pairs = lists[0].select(S.USER_IDX, S.ITEM_IDX)
+    assert pairs.select(S.USER_IDX).distinct().count() == 100
+    assert pairs.join(seen, [S.USER_IDX, S.ITEM_IDX]).count() == 0
+    assert train.join(chosen, S.USER_IDX, "left_semi").join(pairs.select(S.ITEM_IDX).distinct(), S.ITEM_IDX).count() > 0
     for metric in ("ndcg@5", "hr@5", "recall@5"):
         assert abs(sampled[metric] - exact[metric]) < 4 * sampled[metric + "_se"], metric
         # the standard error shrinks with the users evaluated
