@@ -80,7 +80,7 @@ def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tupl
     c = df.agg(F.count(F.lit(1)).alias("read"), F.count(F.when(window, 1)).alias("window"),
                F.count(F.when(window & in_user_sample(cfg.user_fraction, cfg.seed), 1)).alias("user_sample")).first()
     counts = {"read": c["read"], "window": c["window"], "user_sample": c["user_sample"]}
-    df = user_sample(df.where(window) if dated else df, cfg.user_fraction, cfg.seed)
+    df = user_sample(time_window(df, cfg.start, cfg.end) if dated else df, cfg.user_fraction, cfg.seed)
     df, passes = k_core(df, cfg.min_user_reviews, cfg.min_item_reviews, cfg.max_kcore_iterations,
                         rows=counts["user_sample"])
     counts["k_core"] = df.count()
