@@ -45,7 +45,7 @@ def user_sample(df: DataFrame, fraction: float, seed: int) -> DataFrame:
     The same user is kept or dropped in every run and on every cluster (xxhash64 is fixed), and a larger
     fraction keeps a superset of the users of a smaller one.
     """
-    return df if fraction >= 1.0 else df.where(in_user_sample(fraction, seed))
+    return df.where(in_user_sample(fraction, seed))  # from 1 on a filter of true, which Spark drops from the plan
 
 
 def k_core(df: DataFrame, min_user: int, min_item: int, max_iterations: int = 50,
