@@ -1,5 +1,7 @@
 """Reading the training shards outside Spark (recjob.feed): the Petastorm reader and tf.data pipeline that
 training streams from, and the whole-split reads."""
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,21 +19,37 @@ def shard(tmp_path):
     return reader_url(str(tmp_path))
 
 
-def test_the_reader_is_stopped_and_joined_on_leaving_and_prints_nothing(shard, capfd):
-    with feed.reader(shard, seed=1, workers=1, shuffle=False) as r:
-        firsts = [int(next(r).user_idx[0]) for _ in range(10)]
-    assert firsts == [0, 10, 20, 30, 40] * 2  # every row group, epoch after epoch
+def started_threads(before: set) -> list:
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_reader_is_stopped_and_joined_on_leaving_and_prints_nothing(shard, capfd, workers):
+    before = set(threading.enumerate())
+    with feed.reader(shard, seed=1, workers=workers, shuffle=False) as r:
+        firsts = sorted(int(next(r).user_idx[0]) for _ in range(10))
+        assert started_threads(before)  # the ventilator at least
+    assert firsts == sorted([0, 10, 20, 30, 40] * 2)  # every row group, epoch after epoch (2 workers: any order)
     assert r.stopped
-    assert not any(w.is_alive() for w in r._workers_pool._workers)  # joined
+    assert not started_threads(before)  # every thread of the reader joined
     assert "Cache cleanup complete." not in capfd.readouterr().out  # petastorm's own __exit__ prints it
 
 
+def test_one_reader_worker_reads_in_the_consumers_thread_in_file_order(shard):
+    before = set(threading.enumerate())
+    with feed.reader(shard, seed=1, workers=1, shuffle=False) as r:
+        firsts = [int(next(r).user_idx[0]) for _ in range(10)]
+        assert len(started_threads(before)) == 1  # the ventilator alone: no pool thread reads
+    assert firsts == [0, 10, 20, 30, 40] * 2
+
+
 def test_the_reader_is_stopped_when_the_block_raises(shard):
+    before = set(threading.enumerate())
     with pytest.raises(RuntimeError, match="boom"):
         with feed.reader(shard, seed=1, workers=1, shuffle=True) as r:
             next(iter(r))
             raise RuntimeError("boom")
-    assert r.stopped and not any(w.is_alive() for w in r._workers_pool._workers)
+    assert r.stopped and not started_threads(before)
 
 
 def test_the_training_pipeline_is_not_autotuned_and_yields_fixed_batches(shard):
