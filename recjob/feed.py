@@ -30,7 +30,7 @@ def reader(url: str, seed: int, workers: int, shuffle: bool, fields: list[str] |
     One worker reads in the consumer's thread (Petastorm's "dummy" pool: a row group is read when the next is
     asked for), more in a pool of that many threads. A row group takes milliseconds to read, and on 2 cores a
     reading thread beside Keras's only took turns with it: bench/train_feed.py, dot, 0.79-0.89x the speed of
-    in-memory batches with one pool thread, 0.93x reading in the consumer's thread."""
+    in-memory batches with one pool thread, 0.86-0.94x reading in the consumer's thread (medians, README)."""
     from petastorm import make_batch_reader
 
     # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
