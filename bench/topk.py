@@ -79,7 +79,7 @@ def product_on_model(a) -> None:
     u = topk.with_ones(np.stack(users["factors"].to_numpy()).astype(np.float32))
     chunks = topk.item_chunks(topk.with_bias(v, items["bias"].to_numpy(np.float32)))
     block = a.block
-    buf = np.empty((chunks.factors.shape[0], block, chunks.factors.shape[2]), np.float32)
+    buf = chunks.buffer(block)
     none = np.empty(0, np.int64)
 
     def run(skip: bool, counts: dict | None = None):
@@ -91,7 +91,7 @@ def product_on_model(a) -> None:
     t_skip, t_all = best_of(lambda: run(True)), best_of(lambda: run(False))
     share = counts["skipped"] / (counts["skipped"] + counts["computed"])
     print(f"{len(u):,} users x {len(v):,} items of {a.model}, k={a.k}, blocks of {block}, chunks of "
-          f"{chunks.factors.shape[2]:,} columns (one process, best of 3)")
+          f"{chunks.columns:,} columns (one process, best of 3)")
     print(f"  every chunk computed       {1e6 * t_all / len(u):7.1f} us/user")
     print(f"  chunks skipped (default)   {1e6 * t_skip / len(u):7.1f} us/user  {t_all / t_skip:.2f}x; "
           f"{share:.1%} of the (user, chunk) products skipped; same lists: {same}")

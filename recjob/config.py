@@ -131,7 +131,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ScoreConfig:
     top_n: int = 10
-    block_users: int = 128  # users per matrix product in an executor (128 vs 64: README "Scoring speed")
+    block_users: int = 64  # users per matrix product in an executor (64 vs 128: README "Scoring speed")
 
 
 @dataclass(frozen=True)

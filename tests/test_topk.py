@@ -86,14 +86,14 @@ def test_chunked_product_selection_is_exact_with_ties_exclusions_and_padding(see
     scores[rows, cols] = -np.inf
     for group, chunk_columns in ((2, 16), (7, 100), (16, 64), (64, 4096)):
         chunks = topk.item_chunks(topk.with_bias(v, b), group, chunk_columns)
-        n_chunks, _, width = chunks.factors.shape
+        n_chunks, width = len(chunks.factors), chunks.columns
         assert width % group == 0 and n_chunks * width >= n_items
-        buf = np.empty((n_chunks, n_users + 5, width), np.float32)
+        buf = chunks.buffer(n_users + 5)
         for k in (1, 3, 10):
             idx, vals = topk.top_k_product(topk.with_ones(u), chunks, k, rows, cols, buf, group)
             ref_idx, ref_vals = reference(scores, k)
             np.testing.assert_array_equal(idx, ref_idx, err_msg=f"k={k} group={group} chunk={chunk_columns}")
-            np.testing.assert_array_equal(vals, ref_vals)
+            np.testing.assert_allclose(vals, ref_vals, rtol=1e-6)  # the product sums in BLAS's order: float32 rounding
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -119,15 +119,15 @@ def test_product_skips_chunks_that_cannot_reach_the_top_k_and_stays_exact(seed):
     chunks = topk.item_chunks(topk.with_bias(v, b), 8, 256)
     bounds = topk.chunk_bounds(np.linalg.norm(u, axis=1), chunks)
     stored = scores[:, chunks.column[chunks.column < n_items]]
-    padded = np.full((n_users, chunks.factors.shape[0] * chunks.factors.shape[2]), -np.inf, np.float32)
+    padded = np.full((n_users, len(chunks.factors) * chunks.columns), -np.inf, np.float32)
     padded[:, :n_items] = stored
-    assert (padded.reshape(n_users, chunks.factors.shape[0], -1).max(axis=2) <= bounds).all()
+    assert (padded.reshape(n_users, len(chunks.factors), -1).max(axis=2) <= bounds).all()
     for k_ in (1, k):
         counts = {}
         idx, vals = topk.top_k_product(topk.with_ones(u), chunks, k_, rows, cols, group=8, counts=counts)
         ref_idx, ref_vals = reference(scores, k_)
         np.testing.assert_array_equal(idx, ref_idx)
-        np.testing.assert_array_equal(vals, ref_vals)
+        np.testing.assert_allclose(vals, ref_vals, rtol=1e-6)  # the product sums in BLAS's order: float32 rounding
         assert counts["skipped"] > counts["computed"], counts  # most of the product skipped
     # A bound with no margin at all (a user without factors, items of bias 0): the chunks whose bound equals the
     # k-th score hold tied items of lower columns, and must be computed.
@@ -218,3 +218,21 @@ def test_arrow_scorer_blocks_seen_items_and_biases_like_score_block():
     short = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
     with pytest.raises(ValueError, match="every user needs 5 factors"):
         list(topk.arrow_scorer(lambda: matrix, k, 4, 0.0)(iter([short])))
+
+
+def test_laid_out_reuses_the_layout_of_the_same_matrix_only():
+    """The executors' per-process layout: the same item matrix (the broadcast's array) is laid out once; another
+    matrix gets its own (a stale layout would score the other matrix's items)."""
+    rng = np.random.default_rng(7)
+    first = topk.with_bias(rng.normal(size=(300, 4)).astype(np.float32), np.zeros(300, np.float32))
+    second = first.copy()
+    second[:, 0] += 1.0
+    chunks, buf = topk.laid_out(first, 16)
+    assert buf.size >= len(chunks.factors) * chunks.columns * 16
+    again, buf_again = topk.laid_out(first, 16)
+    assert again is chunks and buf_again is buf
+    other, _ = topk.laid_out(second, 16)
+    assert other is not chunks
+    np.testing.assert_array_equal(other.factors, topk.item_chunks(second).factors)
+    assert topk.laid_out(first, 16)[0] is not other
+    assert topk.laid_out(first, 32)[1].size >= len(chunks.factors) * chunks.columns * 32
