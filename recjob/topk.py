@@ -415,26 +415,10 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     (the predicted rating for the rating models). The executors read and write Arrow record batches
     (``mapInArrow``): the factors of a batch arrive as one flat array, no Python object per user.
     """
-    spark = users.sparkSession
-    bc = spark.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
+    bc = users.sparkSession.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
     fn = arrow_scorer(lambda: bc.value, top_n, block, global_mean, backend)
-    # Both sides hash-partitioned alike: the join adds no exchange, and adaptive execution cannot coalesce the
-    # scoring into fewer tasks than the cores can share evenly (it made 3 of 8 on 2 cores: one core scored twice).
-    n = scoring_partitions(spark)
-    joined = (users.repartition(n, S.USER_IDX).join(seen_cols.repartition(n, S.USER_IDX), S.USER_IDX, "left")
-              .select(S.USER_IDX, S.USER, "bias", "factors", "cols"))
+    joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
     return joined.mapInArrow(fn, OUT_SCHEMA)
-
-
-def scoring_partitions(spark) -> int:
-    """Tasks of a scoring job: spark.sql.shuffle.partitions rounded up to a multiple of the session's cores
-    (default parallelism), so that every core scores as many users as the others."""
-    cores = max(1, spark.sparkContext.defaultParallelism)
-    try:
-        wanted = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    except ValueError:
-        wanted = cores
-    return cores * max(1, -(-wanted // cores))
 
 
 _LAID_OUT: dict = {}  # the last item matrix laid out in this process: (its factors_bias, ItemChunks, buffers)

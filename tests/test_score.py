@@ -72,30 +72,3 @@ def test_spark_mlp_scoring_matches_numpy_reference(spark):
         mine = got[got[S.USER_IDX] == u]
         assert mine[S.ITEM_IDX].tolist() == ref
         np.testing.assert_allclose(mine[S.SCORE].to_numpy(), [scores[i] for i in ref], rtol=1e-4, atol=1e-4)
-
-
-def test_scoring_runs_in_a_multiple_of_the_cores_tasks_each_with_users(spark):
-    """recommend's scoring job has spark.sql.shuffle.partitions rounded up to a multiple of the session's cores,
-    none of them empty: adaptive execution had merged the join's shuffle of a small frame into fewer tasks than
-    cores (200k users in 3 tasks on 2 cores in bench/score.py; here 2 tasks of the 3 asked)."""
-    from pyspark.sql import functions as F
-
-    rng = np.random.default_rng(6)
-    n_users, n_items = 400, 30
-    items = pd.DataFrame({S.ITEM_IDX: np.arange(n_items), S.ITEM: [f"A{j:03d}" for j in range(n_items)],
-                          "bias": np.float32(0.0), "factors": list(rng.normal(size=(n_items, 3)).astype(np.float32))})
-    users = spark.createDataFrame(pd.DataFrame({S.USER_IDX: np.arange(n_users, dtype=np.int32),
-                                                S.USER: [f"U{i}" for i in range(n_users)], "bias": np.float32(0.0),
-                                                "factors": [list(map(float, r)) for r in rng.normal(size=(n_users, 3))]}))
-    seen = spark.createDataFrame(pd.DataFrame({S.USER_IDX: [1], "cols": [[0]]}))
-    cores = spark.sparkContext.defaultParallelism
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    try:
-        spark.conf.set("spark.sql.shuffle.partitions", str(cores + 1))
-        assert topk.scoring_partitions(spark) == 2 * cores
-        recs = topk.recommend(users, seen, topk.item_matrix(items), 2, block=8, global_mean=0.0)
-        per_task = recs.groupBy(F.spark_partition_id().alias("task")).count().toPandas()
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", before)
-    assert len(per_task) == 2 * cores, per_task
-    assert per_task["count"].sum() == 2 * n_users
