@@ -14,6 +14,8 @@ from recjob import schema as S
 
 
 GROUP = 64  # columns per group of the group-maxima selection (top_k_chunked)
+SUB = 8  # subgroups per group (when it divides the group): only the subgroups that reach the threshold are read
+FAN = 8  # groups per supergroup when a row has many groups (_top_groups)
 CHUNK_COLUMNS = 16384  # item columns per chunk of top_k_product (fastest of 2,048..16,384 at 50k and 156k items)
 BOUND_NORM = 1.0  # items are stored by bias + BOUND_NORM x norm (ItemChunks): the bound of a user of norm 1
 BOUND_MARGIN = 1e-5  # relative margin of chunk_bounds over float32 rounding
@@ -52,21 +54,30 @@ def top_k_chunked(scores: np.ndarray, k: int, group: int = GROUP) -> tuple[np.nd
     group whose maximum is >= t. Where exactly k groups reach t (the rule for continuous scores) the scores >= t
     of those k groups are every score >= t of the row: a short list, ordered by (score desc, column asc) in one
     sort for the whole block. Other rows (group maxima tied at t, fewer than k finite scores) take the
-    reference path.
+    reference path. Each group is also cut into subgroups (``_subgroups``; subgroup a of group g: its columns
+    g + m (b a + j), j < b = group / subgroups), whose maxima are taken on the way to the group maxima: only
+    the subgroups whose maximum reaches t are read again.
     """
     n_rows, n_cols = scores.shape
     m = n_cols // group
     if k < 1 or m <= k or n_rows == 0:
         return _top_k_numpy(scores, k)
-    gmax = scores[:, :m * group].reshape(n_rows, group, m).max(axis=1)
-    if n_cols > m * group:
-        gmax = np.concatenate([gmax, scores[:, m * group:].max(axis=1, keepdims=True)], axis=1)
+    n_sub = _subgroups(group)
+    b = group // n_sub
+    sub = scores[:, :m * group].reshape(n_rows, n_sub, b, m).max(axis=2)  # (rows, subgroups, groups)
+    if n_cols > m * group:  # the columns past m x group: one more group, its subgroups b consecutive columns
+        tail = np.full((n_rows, group), -np.inf, scores.dtype)
+        tail[:, :n_cols - m * group] = scores[:, m * group:]
+        sub = np.concatenate([sub, tail.reshape(n_rows, n_sub, b).max(axis=2)[:, :, None]], axis=2)
+    by_group = sub.transpose(0, 2, 1)  # (rows, groups, subgroups)
 
-    def candidates(g):  # (rows, k, 1) group numbers -> their columns (rows, k, group), valid where < n_cols
-        cols = np.where(g < m, g + m * np.arange(group), m * group + np.arange(group))
+    def candidates(g, a):  # group and subgroup numbers (n,) -> their columns (n, b), valid where < n_cols
+        cols = np.where((g < m)[:, None], (g + m * b * a)[:, None] + m * np.arange(b),
+                        (m * group + b * a)[:, None] + np.arange(b))
         return cols, cols < n_cols  # the last group may be shorter
 
-    return _select_in_groups(gmax, k, candidates, lambda rows, cols: scores[rows, cols], lambda rows: scores[rows])
+    return _select_in_groups(sub.max(axis=1), k, lambda rows, g: by_group[rows, g], candidates,
+                             lambda rows, cols: scores[rows, cols], lambda rows: scores[rows])
 
 
 class ItemChunks(NamedTuple):
@@ -91,9 +102,9 @@ class ItemChunks(NamedTuple):
         """Columns (stored items) per chunk."""
         return self.factors.shape[1]
 
-    def buffer(self, rows: int) -> np.ndarray:
-        """A score buffer for ``top_k_product`` on blocks of up to ``rows`` users."""
-        return np.empty(self.factors.shape[0] * self.columns * rows, np.float32)
+    def buffer(self, rows: int, group: int = GROUP) -> np.ndarray:
+        """A buffer for ``top_k_product`` on blocks of up to ``rows`` users: their scores and subgroup maxima."""
+        return np.empty(self.factors.shape[0] * self.columns * rows * (group + _subgroups(group)) // group, np.float32)
 
 
 def item_chunks(factors_bias: np.ndarray, group: int = GROUP, chunk_columns: int = CHUNK_COLUMNS) -> ItemChunks:
@@ -162,15 +173,22 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
     of its items can enter the top k, nor tie with it. ``out``: a reusable contiguous buffer of at least
     chunks x columns of a chunk x users floats (``ItemChunks.buffer``); ``counts``: adds the (user, chunk) pairs
     computed and skipped to its "computed" and "skipped"; ``skip`` False computes every chunk (bench/topk.py
-    compares).
+    compares). Subgroup maxima as in ``top_k_chunked`` (subgroup a of a chunk's group g: its positions
+    g + m (b a + j), j < b = group / subgroups), kept (chunks, subgroups, groups of a chunk, users) after the
+    scores in ``out``.
     """
     n_chunks, cols, _ = chunks.factors.shape
     rows_n = len(user_fb)
     m = cols // group  # groups per chunk
+    n_sub = _subgroups(group)
+    b = group // n_sub  # positions per subgroup
     stride = cols * rows_n  # floats of one chunk's scores in ``flat``
-    if out is None or out.size < n_chunks * stride or not out.flags.c_contiguous:
-        out = np.empty(n_chunks * stride, np.float32)
-    flat = out.reshape(-1)
+    size = n_chunks * stride * (group + n_sub) // group  # the scores, then the subgroup maxima
+    if out is None or out.size < size or not out.flags.c_contiguous:
+        out = np.empty(size, np.float32)
+    flat = out.reshape(-1)[:n_chunks * stride]
+    sub_flat = out.reshape(-1)[n_chunks * stride:size]
+    sub = sub_flat.reshape(n_chunks, n_sub, m, rows_n)  # a user's entries in a chunk they skipped: never read
     width = np.zeros(n_chunks, np.int64)  # users computed in each chunk: chunk c's scores are (cols, width[c])
 
     def chunk_scores(c: int) -> np.ndarray:
@@ -210,9 +228,12 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
             s[local[sel][r >= 0], r[r >= 0]] = -np.inf
         g = gmax_t[c * m:(c + 1) * m]
         if n_act == rows_n:
-            np.max(s.reshape(group, m, rows_n), axis=0, out=g)
+            np.max(s.reshape(n_sub, b, m, rows_n), axis=1, out=sub[c])
+            np.max(sub[c], axis=0, out=g)
         else:
-            g[:, active] = s.reshape(group, m, n_act).max(axis=0)
+            part = s.reshape(n_sub, b, m, n_act).max(axis=1)
+            sub[c][:, :, active] = part
+            g[:, active] = part.max(axis=0)
         if c + 1 < n_chunks:
             np.maximum(top, g.max(axis=0), out=top)
     if counts is not None:
@@ -231,9 +252,14 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
     if k < 1 or gmax.shape[1] <= k or rows_n == 0:
         return _top_k_numpy(full_rows(np.arange(rows_n)), k)
 
-    def candidates(g):  # (rows, k, 1) group numbers -> their positions (rows, k, group); padding scores -inf
+    def sub_max(rows, g):  # rows (n, 1), their groups (n, k) -> the groups' subgroup maxima (n, k, subgroups)
         chunk, within = np.divmod(g, m)
-        return chunk * cols + within + m * np.arange(group), np.ones(g.shape[:2] + (group,), bool)
+        return sub_flat.take(((chunk[..., None] * n_sub + np.arange(n_sub)) * m + within[..., None]) * rows_n
+                             + rows[..., None])
+
+    def candidates(g, a):  # group and subgroup numbers (n,) -> their positions (n, b); padding scores -inf
+        chunk, within = np.divmod(g, m)
+        return (chunk * cols + within + m * b * a)[:, None] + m * np.arange(b), None
 
     every = bool((slot >= 0).all())  # no chunk skipped: a user's scores are in their own column of every chunk
 
@@ -243,40 +269,96 @@ def top_k_product(user_fb: np.ndarray, chunks: ItemChunks, k: int, seen_rows: np
         chunk, col = np.divmod(pos, cols)
         return flat.take(chunk * stride + col * width[chunk] + slot[chunk, rows])
 
-    return _select_in_groups(gmax, k, candidates, values, full_rows, column=chunks.column)
+    return _select_in_groups(gmax, k, sub_max, candidates, values, full_rows, column=chunks.column)
 
 
-def _select_in_groups(gmax: np.ndarray, k: int, candidates, values, full_rows,
+def _select_in_groups(gmax: np.ndarray, k: int, sub_max, candidates, values, full_rows,
                       column: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The exact selection of ``top_k_chunked`` and ``top_k_product`` from the group maxima ``gmax`` (rows,
-    groups; more than k groups): ``candidates(g)`` gives the positions of groups ``g``'s scores (rows, k, 1) and
-    where they exist, ``values(rows, positions)`` the scores there (rows: (rows, 1, 1)), ``column`` the column
-    each position stands for (the tie-break and the result; None: the position itself), ``full_rows(rows)``
-    whole rows of scores in column order for the reference path. Returns ``top_k``'s (indices, values)."""
-    n_rows, n_groups = gmax.shape
-    t = np.partition(gmax, n_groups - k, axis=1)[:, n_groups - k]
-    above = gmax >= t[:, None]
-    simple = (above.sum(axis=1) == k) & np.isfinite(t)
+    groups; more than k groups): ``sub_max(rows, g)`` gives the subgroup maxima (n, k, subgroups) of groups ``g`` (n, k)
+    of rows ``rows`` (n, 1), ``candidates(g, a)`` the positions (n, columns of a subgroup) of subgroup ``a`` of
+    group ``g`` (both (n,)) and where they exist (None: everywhere), ``values(rows, positions)`` the scores there
+    (rows: (n, 1)), ``column`` the column each position stands for (the tie-break and the result; None: the
+    position itself), ``full_rows(rows)`` whole rows of scores in column order for the reference path. Returns
+    ``top_k``'s (indices, values)."""
+    n_rows = len(gmax)
+    t, simple, top = _top_groups(gmax, k)
     idx = np.empty((n_rows, k), np.int64)
     vals = np.empty((n_rows, k), gmax.dtype)
     rows = np.flatnonzero(simple)
     if len(rows):
-        g = np.nonzero(above[rows])[1].reshape(len(rows), k, 1)  # the k groups of each row
-        cols, valid = candidates(g)  # (rows, k, group)
-        cand = values(rows[:, None, None], np.where(valid, cols, 0))
-        keep = (cand >= t[rows, None, None]) & valid
-        r, a, b = np.nonzero(keep)  # r ascending
-        cv, cc = cand[r, a, b], cols[r, a, b]
+        t_rows = t[rows]
+        # the subgroups that reach t: each of the k groups has one (its maximum's), so >= k scores >= t per row
+        r, i, a = np.nonzero(sub_max(rows[:, None], top) >= t_rows[:, None, None])  # r ascending
+        pos, valid = candidates(top[r, i], a)  # (subgroups, columns of a subgroup)
+        cand = values(rows[r][:, None], pos if valid is None else np.where(valid, pos, 0))
+        keep = cand >= t_rows[r][:, None]
+        if valid is not None:
+            keep &= valid
+        e, j = np.nonzero(keep)
+        rr, cv, cc = r[e], cand[e, j], pos[e, j]  # rr ascending
         if column is not None:
             cc = column[cc]
-        order = np.lexsort((cc, -cv, r))  # per row: score desc, then column asc
-        first = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(rows)))[:-1]])  # >= k per row
+        order = np.lexsort((cc, -cv, rr))  # per row: score desc, then column asc
+        first = np.concatenate([[0], np.cumsum(np.bincount(rr, minlength=len(rows)))[:-1]])  # >= k per row
         pick = order[first[:, None] + np.arange(k)]
         idx[rows], vals[rows] = cc[pick], cv[pick]
     rest = np.flatnonzero(~simple)
     if len(rest):
         idx[rest], vals[rest] = _top_k_numpy(full_rows(rest), k)
     return np.where(np.isneginf(vals), -1, idx), vals
+
+
+def _subgroups(group: int) -> int:
+    """Subgroups per group of ``group`` columns: ``SUB`` where it divides the group, else 1 (the group)."""
+    return SUB if group % SUB == 0 else 1
+
+
+def _kth_largest(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, simple, above) of each row of ``values`` (more than k columns): t its k-th largest entry, above the
+    entries >= t, simple where exactly k are (no tie at t) and t is finite."""
+    n = values.shape[1]
+    t = np.partition(values, n - k, axis=1)[:, n - k]
+    above = values >= t[:, None]
+    return t, (above.sum(axis=1) == k) & np.isfinite(t), above
+
+
+def _top_groups(gmax: np.ndarray, k: int, fan: int = FAN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, simple, top) for the group maxima ``gmax`` (rows, groups; more than k groups): t each row's k-th
+    largest group maximum, simple where exactly k groups reach it and it is finite, ``top`` (simple rows, k) the
+    numbers of those k groups. Where rows have many groups, the groups are taken ``fan`` at a time
+    into supergroups (strided like the groups: supergroup s holds groups s, s + q, s + 2q, ...; the groups past
+    ``fan`` x q form one more), and ts, the k-th largest supergroup maximum, is <= t (k supergroups each hold a
+    group >= ts). Where exactly k supergroups reach ts, the others' groups are all < ts <= t, so the k groups
+    >= t are among those k supergroups' k x fan groups: t and the k groups are found among them (partitions of
+    ~groups / fan and k x fan entries instead of one of every group, ~3x less time at 784 groups). The other
+    rows (ties among the supergroup maxima) take the partition of every group."""
+    n_rows, n_groups = gmax.shape
+    q = n_groups // fan
+    if q < 4 * k:  # few groups: one partition of them all
+        t, simple, above = _kth_largest(gmax, k)
+        return t, simple, np.nonzero(above[simple])[1].reshape(-1, k)
+    sup = gmax[:, :q * fan].reshape(n_rows, fan, q).max(axis=1)
+    if n_groups > q * fan:
+        sup = np.concatenate([sup, gmax[:, q * fan:].max(axis=1, keepdims=True)], axis=1)
+    t, one, sup_above = _kth_largest(sup, k)
+    simple = np.zeros(n_rows, bool)
+    top = np.empty((n_rows, k), np.int64)
+    rows = np.flatnonzero(one)
+    if len(rows):
+        s = np.nonzero(sup_above[rows])[1].reshape(len(rows), k, 1)  # the k supergroups of each row, ascending
+        members = np.where(s < q, s + q * np.arange(fan), q * fan + np.arange(fan)).reshape(len(rows), k * fan)
+        valid = members < n_groups  # the last supergroup may be shorter
+        member_max = np.where(valid, gmax[rows[:, None], np.where(valid, members, 0)], -np.inf).astype(gmax.dtype)
+        t[rows], simple[rows], above = _kth_largest(member_max, k)
+        ok = simple[rows]
+        top[rows[ok]] = members[ok][above[ok]].reshape(-1, k)
+    rest = np.flatnonzero(~one)
+    if len(rest):
+        t[rest], simple[rest], above = _kth_largest(gmax[rest], k)
+        ok = simple[rest]
+        top[rest[ok]] = np.nonzero(above[ok])[1].reshape(-1, k)
+    return t, simple, top[simple]
 
 
 def _tensorflow(required: bool):
@@ -420,7 +502,10 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     """
     bc = users.sparkSession.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
     fn = arrow_scorer(lambda: bc.value, top_n, block, global_mean, backend)
-    joined = users.join(seen_cols, S.USER_IDX, "left").select(S.USER_IDX, S.USER, "bias", "factors", "cols")
+    # A user without seen items gets an empty list, not the left join's null: Spark's Arrow path takes ~4 us a
+    # null list (200k users with none: 0.7 s of bench/score.py's 7.6), an empty one nothing measurable.
+    joined = users.join(seen_cols, S.USER_IDX, "left").select(
+        S.USER_IDX, S.USER, "bias", "factors", F.coalesce("cols", F.array().cast("array<int>")).alias("cols"))
     return joined.mapInArrow(fn, OUT_SCHEMA)
 
 

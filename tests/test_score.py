@@ -22,8 +22,10 @@ def test_spark_scoring_matches_numpy_reference(spark):
     col_of = {a: c for c, a in enumerate(matrix["asin"])}
     seen_items = {u: rng.choice(n_items, rng.integers(0, n_items), replace=False) for u in range(n_users)}
     seen_items[0] = np.arange(n_items)  # saw everything -> no rows
-    seen = spark.createDataFrame(pd.DataFrame({S.USER_IDX: list(seen_items),
-                                               "cols": [sorted(int(col_of[asins[i]]) for i in s) for s in seen_items.values()]}))
+    seen_items[1] = seen_items[2] = np.array([], int)  # users 1 and 2: no row in ``seen`` at all (left join: none)
+    seen = spark.createDataFrame(pd.DataFrame({
+        S.USER_IDX: [u for u in seen_items if u not in (1, 2)],
+        "cols": [sorted(int(col_of[asins[i]]) for i in s) for u, s in seen_items.items() if u not in (1, 2)]}))
     top_n, mean = 5, 3.5
     got = topk.recommend(users, seen, matrix, top_n, block=4, global_mean=mean).toPandas()
 
@@ -40,6 +42,7 @@ def test_spark_scoring_matches_numpy_reference(spark):
     expected_score = ref["s"].to_numpy() + ub[ref["u"].to_numpy()] + mean
     np.testing.assert_allclose(got[S.SCORE].to_numpy(), expected_score, rtol=1e-5)
     assert 0 not in set(got[S.USER_IDX])
+    assert (got[S.USER_IDX] == 1).sum() == top_n and (got[S.USER_IDX] == 2).sum() == top_n
 
 
 def test_spark_mlp_scoring_matches_numpy_reference(spark):
