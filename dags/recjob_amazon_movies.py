@@ -20,6 +20,9 @@ so the same file serves the embedded default and a cluster:
   RECJOB_BIN            folder put first on PATH for spark-submit, e.g. the job venv's bin (default: none)
   RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob.zip (default: none)
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
+  RECJOB_TASK_TIMEOUT_HOURS  a task still running after this long is killed (its spark-submit with it) and
+                        retried, so that a stalled job fails instead of holding the run forever (default: 6; the
+                        full Movies_and_TV category's longest stage takes about 11 minutes on 2 cores)
 
 Run settings (input, time window, top-N, model) are DAG params, defaulting to the values in RECJOB_CONF.
 A task that fails with one of recjob's refusal exit codes (bad configuration, refused input, quality gate) fails
@@ -49,6 +52,7 @@ BIN = os.environ.get("RECJOB_BIN", "")
 PY_FILES = os.environ.get("RECJOB_PY_FILES") or None
 DATA_DIR = os.environ.get("RECJOB_DATA_DIR", "")
 RETRIES = int(os.environ.get("RECJOB_RETRIES", "2"))
+TASK_TIMEOUT = timedelta(hours=float(os.environ.get("RECJOB_TASK_TIMEOUT_HOURS", "6")))
 LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
 
 STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
@@ -151,6 +155,7 @@ default_args = {
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": TASK_TIMEOUT,  # on timeout Airflow calls on_kill: spark-submit is stopped
 }
 
 with DAG(

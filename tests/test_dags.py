@@ -32,6 +32,7 @@ def test_tasks_follow_pipeline_order(dagbag):
     assert dag.get_task(STAGES[0]).upstream_task_ids == set()
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
+    assert all(dag.get_task(stage).execution_timeout.total_seconds() == 6 * 3600 for stage in STAGES)
 
 
 def test_every_job_renders_the_ds_and_params(dagbag):
