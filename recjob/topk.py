@@ -502,8 +502,8 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     """
     bc = users.sparkSession.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
     fn = arrow_scorer(lambda: bc.value, top_n, block, global_mean, backend)
-    # A user without seen items gets an empty list, not the left join's null: Spark's Arrow path takes ~4 us a
-    # null list (200k users with none: 0.7 s of bench/score.py's 7.6), an empty one nothing measurable.
+    # A user without seen items gets an empty list, not the left join's null: Spark's Arrow path takes ~7 us of a
+    # task per null list (bench/score.py: 100k such users per task, 0.75 s), an empty one nothing measurable.
     joined = users.join(seen_cols, S.USER_IDX, "left").select(
         S.USER_IDX, S.USER, "bias", "factors", F.coalesce("cols", F.array().cast("array<int>")).alias("cols"))
     return joined.mapInArrow(fn, OUT_SCHEMA)

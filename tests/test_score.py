@@ -25,7 +25,8 @@ def test_spark_scoring_matches_numpy_reference(spark):
     seen_items[1] = seen_items[2] = np.array([], int)  # users 1 and 2: no row in ``seen`` at all (left join: none)
     seen = spark.createDataFrame(pd.DataFrame({
         S.USER_IDX: [u for u in seen_items if u not in (1, 2)],
-        "cols": [sorted(int(col_of[asins[i]]) for i in s) for u, s in seen_items.items() if u not in (1, 2)]}))
+        "cols": [sorted(int(col_of[asins[i]]) for i in s)
+                 for u, s in seen_items.items() if u not in (1, 2)]}))
     top_n, mean = 5, 3.5
     got = topk.recommend(users, seen, matrix, top_n, block=4, global_mean=mean).toPandas()
 
