@@ -8,7 +8,7 @@ DS ?= $(shell date -u +%F)
 
 .PHONY: demo test test-slow test-all install bench dist clean
 
-$(STAMP): setup.py requirements/constraints.txt
+$(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[test,airflow]"

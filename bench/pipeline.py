@@ -35,7 +35,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RECJOB = Path(sys.executable).parent / "recjob"
-STAGES = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
+from recjob.names import STAGES  # noqa: E402
 CONFIGS = {
     "unsampled": ["sample.start=1990-01-01", "sample.end=2100-01-01", "sample.min_user_reviews=1",
                   "sample.min_item_reviews=1"],

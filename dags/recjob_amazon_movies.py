@@ -30,12 +30,12 @@ at once without retries: a retry cannot change the answer. Other failures are re
 """
 from __future__ import annotations
 
+import json
 import os
-import re
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import yaml
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -55,42 +55,74 @@ RETRIES = int(os.environ.get("RECJOB_RETRIES", "2"))
 TASK_TIMEOUT = timedelta(hours=float(os.environ.get("RECJOB_TASK_TIMEOUT_HOURS", "6")))
 LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
 
-STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
+try:  # recjob's names when it is importable here (it needs neither Spark nor TensorFlow for them)
+    from recjob.names import EXIT_MEANING, EXIT_NO_RETRY, STAGES
+except ImportError:  # Airflow in its own environment: the same values (tests/test_dags.py keeps them equal)
+    STAGES = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
+    EXIT_NO_RETRY = (2, 3, 4, 6)
+    EXIT_MEANING = {2: "bad configuration", 3: "input refused: unreadable file or too many invalid lines",
+                    4: "quality gate refused the model: nothing published",
+                    6: "permission denied or read-only filesystem: fix access, then rerun"}
 
-# recjob's exit codes that a retry cannot change (recjob.cli.EXIT_NO_RETRY; a test keeps the two equal).
-NO_RETRY = {2: "bad configuration", 3: "input refused: unreadable file or too many invalid lines",
-            4: "quality gate refused the model: nothing published"}
+RESULT_FILE_ENV = "RECJOB_RESULT_FILE"  # where the job leaves its exit code (recjob.cli)
 
 
-def _exit_code(hook, exc: Exception) -> int | None:
-    process = getattr(hook, "_submit_sp", None)
-    if process is not None and process.returncode is not None:
-        return process.returncode
-    found = re.search(r"Error code is: (-?\d+)", str(exc))
-    return int(found.group(1)) if found else None
+def _exit_code(result_file: str) -> int | None:
+    """The job's exit code from the result file it wrote (None: it wrote none, e.g. it never started)."""
+    try:
+        with open(result_file, encoding="utf-8") as fh:
+            return int(json.load(fh)["exit"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class RecjobSubmitOperator(SparkSubmitOperator):
-    """spark-submit of one recjob stage; a failure that a retry cannot change fails the task at once."""
+    """spark-submit of one recjob stage; a failure that a retry cannot change fails the task at once. The job
+    writes its exit code to a file named in its environment (the driver runs here in client mode; in cluster
+    mode no file comes back and every failure is retried)."""
 
     def execute(self, context):
+        fd, result_file = tempfile.mkstemp(prefix="recjob-result-", suffix=".json")
+        os.close(fd)
+        self.env_vars = {**(self.env_vars or {}), RESULT_FILE_ENV: result_file}
         try:
             return super().execute(context)
         except AirflowFailException:
             raise
         except AirflowException as exc:
-            code = _exit_code(self._hook, exc)
-            if code in NO_RETRY:
-                raise AirflowFailException(f"recjob exit code {code} ({NO_RETRY[code]}): not retried. {exc}") from exc
+            code = _exit_code(result_file)
+            if code in EXIT_NO_RETRY:
+                raise AirflowFailException(f"recjob exit code {code} ({EXIT_MEANING[code]}): not retried. {exc}") from exc
             raise
+        finally:
+            os.unlink(result_file)
 
 
 def _conf_defaults(path: str) -> dict:
-    """Param defaults from the recjob YAML (a small file; no recjob import)."""
+    """Param defaults from the recjob config: through recjob's own loader when recjob is importable here (its
+    checks and built-in defaults), else read as plain YAML (Airflow in its own environment)."""
+    try:
+        from recjob import config
+    except ImportError:
+        config = None
+    if config is not None:
+        from recjob import models
+
+        try:
+            cfg = config.load(path, resolve_env=False)
+        except config.ConfigError:
+            cfg = config.Config()  # the job refuses the file itself, with the reason (exit 2)
+        i, t = cfg.input, cfg.train
+        kind_default = models.get(t.model).settings().get("factors") if t.model in models.KINDS else None
+        return {"reviews": i.reviews, "metadata": i.metadata, "window_start": cfg.sample.start,
+                "window_end": cfg.sample.end, "top_n": cfg.score.top_n, "model": t.model,
+                "factors": None if t.factors == kind_default else t.factors}  # None: the model kind's default
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as fh:
             conf = yaml.safe_load(fh) or {}
-    except OSError:
+    except (OSError, yaml.YAMLError):
         conf = {}
     section = lambda name: conf.get(name) or {}  # noqa: E731
     return {

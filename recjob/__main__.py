@@ -1,5 +1,3 @@
-import sys
+from recjob.cli import console
 
-from recjob.cli import main
-
-sys.exit(main())
+console()

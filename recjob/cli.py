@@ -6,35 +6,37 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import signal
 import sys
+import threading
 
 from recjob import config as C
-from recjob.stages import ORDER
+from recjob.names import (EXIT_BUSY, EXIT_CONFIG, EXIT_DENIED, EXIT_FAILED, EXIT_GATE_REFUSED,  # noqa: F401
+                          EXIT_INPUT_REFUSED, EXIT_MEANING, EXIT_NO_RETRY)
+from recjob.names import STAGES as ORDER
 
 log = logging.getLogger("recjob")
 
-# Exit codes, so that a scheduler can tell a failure worth retrying from one that a retry cannot change
-# (dags/recjob_amazon_movies.py does not retry EXIT_NO_RETRY; keep its copy equal, a test checks).
-EXIT_FAILED = 1  # anything else: worth a retry (a lost executor, a full disk, a missing input not there yet)
-EXIT_CONFIG = 2  # bad configuration or arguments, refused before Spark starts
-EXIT_INPUT_REFUSED = 3  # unreadable input file, too many invalid lines, no valid review
-EXIT_GATE_REFUSED = 4  # the quality gate (or the list checks) refused the model: nothing published
-EXIT_BUSY = 5  # another live run holds this ds: retry later
-EXIT_NO_RETRY = (EXIT_CONFIG, EXIT_INPUT_REFUSED, EXIT_GATE_REFUSED)
+class Terminated(Exception):
+    """SIGTERM reached the command: it stops, releasing its locks and its JVM on the way out (worth a retry)."""
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ANN001 (signal's signature)
+    raise Terminated(f"stopped by signal {signum} (SIGTERM)")
 
 
 def exit_code(exc: BaseException) -> int:
-    from recjob import locks
+    from recjob import errors, locks
     from recjob.stages import ingest, publish
 
-    if isinstance(exc, C.ConfigError):
-        return EXIT_CONFIG
     if isinstance(exc, ingest.InputRefused):
         return EXIT_INPUT_REFUSED
     if isinstance(exc, (publish.GateFailed, publish.ChecksFailed)):
         return EXIT_GATE_REFUSED
     if isinstance(exc, locks.Busy):
         return EXIT_BUSY
+    if errors.is_denied(exc):
+        return EXIT_DENIED
     return EXIT_FAILED
 
 
@@ -47,14 +49,14 @@ def _ds(value: str) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conf", help="YAML config file (default: built-in defaults, as conf/local.yaml)")
+    common.add_argument("--conf", help="YAML config file (default: the built-in defaults, `recjob config`)")
     common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.factors=64 (repeatable)")
     with_ds = argparse.ArgumentParser(add_help=False, parents=[common])
     with_ds.add_argument("--ds", required=True, type=_ds, help="run date YYYY-MM-DD (the partition written)")
 
     p = argparse.ArgumentParser(prog="recjob", description="Batch recommendations on Spark: "
-                                "ingest -> sample -> ids -> shards -> train -> score -> publish")
+                                " -> ".join(ORDER))
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", parents=[common], help="write synthetic Amazon-format reviews and metadata")
     g.add_argument("--reviews", type=int, default=DEMO_REVIEWS, help=f"number of reviews (default {DEMO_REVIEWS:,})")
@@ -115,7 +117,51 @@ def show(cfg: C.Config, spark, ds: str, users: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code. SIGTERM (from the main thread) stops it with its locks released."""
     args = _parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _write_result(args.command, code)
+    return code
+
+
+RESULT_FILE_ENV = "RECJOB_RESULT_FILE"
+
+
+def _write_result(command: str, code: int) -> None:
+    """When ``RECJOB_RESULT_FILE`` names a file, leave the exit code there as JSON: the DAG's operator reads it to
+    tell a refusal (not retried) from a failure worth a retry, whatever spark-submit makes of the code."""
+    path = os.environ.get(RESULT_FILE_ENV)
+    if path:
+        import json
+
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump({"command": command, "exit": code, "meaning": EXIT_MEANING.get(code, "done")}, fh)
+        except OSError as exc:
+            log.warning("could not write the result file %s: %s", path, exc)
+
+
+def console(argv: list[str] | None = None) -> None:
+    """The ``recjob`` command: ``main``, then this process's JVM stopped and waited for, so that a command run
+    right after it finds the embedded metastore free."""
+    code = main(argv)
+    try:
+        from recjob import session
+
+        session.stop_jvm()
+    except Terminated:
+        code = EXIT_FAILED
+    sys.exit(code)
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for noisy in ("petastorm", "py4j"):  # per-reader metadata chatter; recjob logs what it reads
@@ -174,10 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recjob: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # one line for Airflow's task log, the traceback above it (not for refusals)
+        from recjob import errors
+
         code = exit_code(exc)
-        if code == EXIT_FAILED:
+        if code in (EXIT_FAILED, EXIT_DENIED) and not isinstance(exc, Terminated):
             log.exception("recjob %s failed", args.command)
-        print(f"recjob: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if getattr(exc, "java_exception", None) is not None:  # the Java call's name says nothing: its root cause
+            reason = f"{type(exc).__name__}: {errors.root_cause(exc)}"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        retry = "not retried: fix it, then rerun" if code in EXIT_NO_RETRY else "a retry may help"
+        print(f"recjob: {args.command} failed: {reason} (exit {code}: {retry})", file=sys.stderr)
         return code
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -216,7 +217,18 @@ class Config:
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # database names: plain ASCII, safe in SQL unquoted
 MAX_TOP_N = 1000
+MAX_CONFIG_BYTES = 1 << 20  # a config file larger than this is refused unread
 OPTIMIZERS = ("auto", "lazy_adam", "adam", "adamax")  # train.optimizer
+
+
+def local_path(url: str) -> str:
+    """``file:///a%20b`` or ``file:/a b`` -> ``/a b``."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise ConfigError(f"data_dir={url!r}: a file: URL names a local folder (file:///path), not a host")
+    return urllib.parse.unquote(parsed.path)
 
 
 def _non_finite(node: Any, where: str = "") -> list[str]:
@@ -318,6 +330,9 @@ def _check(cfg: Config) -> Config:
     if cfg.publish.jdbc_user or cfg.publish.jdbc_password:
         problems.append("publish.jdbc_user and publish.jdbc_password come from RECJOB_SERVING_USER and "
                         "RECJOB_SERVING_PASSWORD in the environment, not from the config")
+    if re.search(r"[\[\]{}*?\\]", cfg.data_dir):
+        problems.append(f"data_dir={cfg.data_dir!r} holds a glob character ([ ] {{ }} * ? \\): Spark reads a table's "
+                        f"folder as a glob, so its tables could not be read back; choose a folder without them")
     if not IDENTIFIER.fullmatch(cfg.database):
         problems.append(f"database={cfg.database!r} must be a plain ASCII identifier (letters, digits, _)")
     if problems:
@@ -346,6 +361,31 @@ def _loader() -> type:
     Loader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        # Anchors and aliases are refused before anything is built: a few hundred bytes of nested aliases
+        # expand to billions of nodes wherever the value is later walked or printed (a "YAML bomb").
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not accepted "
+                                              "in recjob settings: write the value out", event.start_mark)
+        return super(Loader, self).compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, collections.abc.Hashable):
+                    continue  # PyYAML's own error follows
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears twice (also at line {seen[key] + 1}): the last one "
+                        f"would silently win", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super(Loader, self).construct_mapping(node, deep=deep)
+
+    Loader.compose_node = compose_node
+    Loader.construct_mapping = construct_mapping
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
@@ -503,22 +543,40 @@ def _resolve_secrets(conf: Mapping[str, str], environ: Mapping[str, str]) -> dic
 
 
 def load(path: str | None = None, overrides: list[str] | None = None,
-         environ: Mapping[str, str] | None = None) -> Config:
+         environ: Mapping[str, str] | None = None, resolve_env: bool = True) -> Config:
     """Load a YAML file (optional), apply ``key=value`` overrides, check and return the config.
-    ``spark.conf`` values written ``${VAR}`` are read from ``environ`` (default: the process environment)."""
+    ``spark.conf`` values written ``${VAR}`` are read from ``environ`` (default: the process environment);
+    ``resolve_env=False`` leaves them, and the serving credentials, unresolved (for reading the settings only)."""
     values: dict = {}
     if path:
         try:
-            with open(path, encoding="utf-8") as fh:
-                values = _yaml(fh.read()) or {}
+            kind = os.stat(path)  # before opening: opening a FIFO waits for a writer
+            if not stat.S_ISREG(kind.st_mode):  # a folder, /dev/zero or a FIFO would fail late or never
+                raise ConfigError(f"config file {path} is not a regular file")
+            with open(path, "rb") as fh:
+                if kind.st_size > MAX_CONFIG_BYTES:
+                    raise ConfigError(f"config file {path} holds {kind.st_size:,} bytes; a recjob config is a few "
+                                      f"kilobytes (at most {MAX_CONFIG_BYTES:,})")
+                text = fh.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
+            values = _yaml(text) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is not a regular file") from None
+        except PermissionError:
+            raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except YamlError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
     values = _merge(_dates_to_str(values), parse_overrides(overrides))
     cfg = _check(_build(Config, values, ""))
+    if cfg.data_dir.startswith("file:"):  # a local folder: Derby and the Java options need a plain path
+        cfg = dataclasses.replace(cfg, data_dir=local_path(cfg.data_dir))
+    if not resolve_env:
+        return _with_model_defaults(cfg)
     environ = os.environ if environ is None else environ
     conf = {**METASTORE_CONF.get(cfg.spark.metastore, {}), **cfg.spark.conf}
     unset = [ref for key, value in conf.items() if key not in cfg.spark.conf
@@ -534,10 +592,11 @@ def load(path: str | None = None, overrides: list[str] | None = None,
         cfg = dataclasses.replace(cfg, publish=dataclasses.replace(
             cfg.publish, jdbc_user=environ["RECJOB_SERVING_USER"], jdbc_password=environ["RECJOB_SERVING_PASSWORD"]))
     cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, conf=conf))
+    return _with_model_defaults(cfg)
+
+
+def _with_model_defaults(cfg: Config) -> Config:
+    """The settings left unset (None) take the model kind's defaults."""
     t = cfg.train
     resolved = {k: v for k, v in models.get(t.model).settings().items() if getattr(t, k) is None}
     return dataclasses.replace(cfg, train=dataclasses.replace(t, **resolved))
-
-
-def to_dict(cfg: Config) -> dict:
-    return dataclasses.asdict(cfg)

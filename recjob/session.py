@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from pyspark import SparkConf, SparkContext
@@ -49,8 +50,14 @@ def local_conf(cfg: Config) -> dict[str, str]:
     if cfg.spark.metastore == "derby":
         db = Path(cfg.path("metastore_db"))
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={db};create=true"
-        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={db.parent}"
+        conf["spark.driver.extraJavaOptions"] = "-Dderby.system.home=" + java_option_value(str(db.parent))
     return conf
+
+
+def java_option_value(value: str) -> str:
+    """``value`` quoted for a Java options string, which Spark's launcher splits at spaces, honouring double quotes
+    and backslash escapes inside them (a data_dir with a space, quote or backslash stays one argument)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _lock_holder(path: Path) -> tuple[int | None, str]:
@@ -73,27 +80,103 @@ def _own_jvm_pid() -> int | None:
     return int(jvm.java.lang.ProcessHandle.current().pid()) if jvm is not None else None
 
 
-def check_embedded_metastore(cfg: Config) -> None:
-    """Refuse at once, with who holds it, when another process has the embedded metastore open: Derby would
-    make this one wait minutes and then fail with a stack trace about SessionHiveMetaStoreClient."""
+# How long a command waits for Derby's own lock held by a JVM without a recjob process (a JVM outlives its Python
+# by a moment, longer on a busy machine; or a spark-sql started by hand) before it is refused.
+LINGERING_JVM_WAIT_S = 60.0
+
+_held: dict[str, object] = {}  # data_dir -> the open file whose flock this process holds (see hold_embedded_metastore)
+
+
+def _busy(cfg: Config, holder: str) -> MetastoreBusy:
+    return MetastoreBusy(
+        f"the warehouse at {cfg.path('')} is in use by another process ({holder}); the embedded metastore "
+        f"admits one process at a time: wait for it, or use an external metastore for concurrent access "
+        f"(spark.metastore: external)")
+
+
+def hold_embedded_metastore(cfg: Config, wait_s: float = LINGERING_JVM_WAIT_S) -> None:
+    """Take the embedded metastore for this process before its JVM boots Derby: an flock on
+    ``data_dir/locks/metastore.lock`` (released by the kernel when the process ends, however it ends), held by
+    one recjob process at a time, so two commands started together cannot both pass the check and race inside
+    Derby. A live holder is refused at once (``MetastoreBusy``, with its pid and command); then Derby's own lock
+    is waited for up to ``wait_s`` (the JVM of a command that has just exited)."""
+    import fcntl
+
+    if cfg.spark.metastore != "derby" or cfg.data_dir in _held:
+        return
+    path = Path(cfg.path("locks")) / "metastore.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115 (kept open for the process's life: the flock lives with it)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "pid unknown"
+        fh.close()
+        raise _busy(cfg, holder) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}, {Path(sys.argv[0]).name or 'python'} {' '.join(sys.argv[1:3])}".strip())
+    fh.flush()
+    try:
+        check_embedded_metastore(cfg, wait_s)
+    except BaseException:
+        fh.close()
+        raise
+    _held[cfg.data_dir] = fh
+
+
+def check_embedded_metastore(cfg: Config, wait_s: float = 0.0) -> None:
+    """Refuse, with who holds it, when another process has the embedded metastore open (Derby would make this one
+    wait minutes and then fail with a stack trace about SessionHiveMetaStoreClient); first wait up to ``wait_s``
+    for it to be released."""
     import fcntl
 
     lock = Path(cfg.path("metastore_db")) / "dbex.lck"  # Derby holds a POSIX lock on it while booted
-    if cfg.spark.metastore != "derby" or not lock.exists():
+    if cfg.spark.metastore != "derby":
         return
-    with open(lock, "a+b") as fh:
-        try:
-            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            pid, command = _lock_holder(lock)
-            if pid is not None and pid == _own_jvm_pid():  # this process's own JVM, from an earlier session
+    deadline = time.monotonic() + wait_s
+    while lock.exists():
+        with open(lock, "a+b") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pid, command = _lock_holder(lock)
+                if pid is not None and pid == _own_jvm_pid():  # this process's own JVM, from an earlier session
+                    return
+                if time.monotonic() >= deadline:
+                    raise _busy(cfg, f"pid {pid}, {command}" if pid else "pid unknown") from None
+            else:
+                fcntl.lockf(fh, fcntl.LOCK_UN)
                 return
-            holder = f"pid {pid}, {command}" if pid else "pid unknown"
-            raise MetastoreBusy(
-                f"the warehouse at {cfg.path('')} is in use by another process ({holder}); the embedded metastore "
-                f"admits one process at a time: wait for it, or use an external metastore for concurrent access "
-                f"(spark.metastore: external)") from None
-        fcntl.lockf(fh, fcntl.LOCK_UN)
+        log.info("the embedded metastore is still held by an exiting JVM: waiting up to %.0fs", wait_s)
+        time.sleep(0.5)
+
+
+def stop_jvm(timeout_s: float = 60.0) -> None:
+    """Stop the session and the JVM this process started, and wait for it to exit, so that the next command on
+    the same warehouse finds the embedded metastore free. (Under spark-submit the JVM is the parent: nothing to
+    wait for.)"""
+    gateway = SparkContext._gateway
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    proc = getattr(gateway, "proc", None)
+    if gateway is None or proc is None:
+        return
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001 (already gone)
+        pass
+    if proc.stdin is not None:
+        proc.stdin.close()  # pyspark's gateway JVM exits when its stdin closes
+    try:
+        proc.wait(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 (subprocess.TimeoutExpired)
+        log.warning("the JVM (pid %s) did not exit within %.0fs: stopping it", proc.pid, timeout_s)
+        proc.kill()
+        proc.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def spark_conf(cfg: Config) -> dict[str, str]:
@@ -127,7 +210,7 @@ def check_py_files(submitted: SparkConf) -> None:
 def session(cfg: Config) -> SparkSession:
     """Build (or get) the session: cfg's master unless spark-submit chose one, Hive catalog, cfg.spark.conf last."""
     if SparkContext._active_spark_context is None:  # else getOrCreate returns that session
-        check_embedded_metastore(cfg)
+        hold_embedded_metastore(cfg)
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     if "PYSPARK_GATEWAY_PORT" in os.environ:
         # Launched by spark-submit: connect to its JVM first, so its --master and --conf are visible.

@@ -85,9 +85,9 @@ def publish_partition(df: DataFrame, table: str, ds: str) -> int:
     rows = spark.read.parquet(folder).count()
     previous = partition_location(spark, table, ds)
     if previous is None:
-        spark.sql(f"ALTER TABLE {table} ADD PARTITION ({DS}='{ds}') LOCATION '{folder}'")
+        spark.sql(f"ALTER TABLE {table} ADD PARTITION ({DS}='{ds}') LOCATION {sql_string(folder)}")
     else:
-        spark.sql(f"ALTER TABLE {table} PARTITION ({DS}='{ds}') SET LOCATION '{folder}'")
+        spark.sql(f"ALTER TABLE {table} PARTITION ({DS}='{ds}') SET LOCATION {sql_string(folder)}")
     spark.catalog.refreshTable(table)
     log.info("published %s partition ds=%s: %d rows (was %s)", table, ds, rows, previous or "absent")
     keep = {_norm(folder), _norm(previous or "")}
@@ -99,6 +99,11 @@ def publish_partition(df: DataFrame, table: str, ds: str) -> int:
     if _norm(plain.toString()) not in keep and fs.exists(plain):
         fs.delete(plain, True)
     return rows
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal: quotes and backslashes escaped (a data_dir may hold either)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _norm(path: str) -> str:

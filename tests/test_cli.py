@@ -42,3 +42,52 @@ def test_refused_input_exits_3_and_busy_ds_exits_5(spark, tmp_path, capsys):
     with locks.ds_lock(spark, str(tmp_path / "locks"), DS, "another run"):
         assert _run("ingest", *common) == cli.EXIT_BUSY
     assert "is being run by another run" in capsys.readouterr().err
+
+
+class _Java:
+    """A stand-in for a py4j Java exception chain: class name, message, cause."""
+
+    def __init__(self, name, message, cause=None):
+        self.name, self.message, self.cause = name, message, cause
+
+    def getCause(self):  # noqa: N802 (Java's names)
+        return self.cause
+
+    def getMessage(self):  # noqa: N802
+        return self.message
+
+    def getClass(self):  # noqa: N802
+        return type("C", (), {"getSimpleName": lambda _: self.name})()
+
+
+class _JavaError(Exception):
+    def __init__(self, chain):
+        super().__init__("An error occurred while calling o284.parquet.\n" + "\tat org.apache...\n" * 200)
+        self.java_exception = chain
+
+
+@pytest.mark.parametrize("chain, code, reason", [
+    (_Java("SparkException", "Job aborted", _Java("IOException", "No space left on device")), cli.EXIT_FAILED,
+     "IOException: No space left on device"),
+    (_Java("Py4JJavaError", "o57.createNewFile", _Java("AccessDeniedException", "/data/locks: Read-only file system")),
+     cli.EXIT_DENIED, "AccessDeniedException: /data/locks: Read-only file system"),
+    (_Java("SparkException", "x", _Java("FileNotFoundException", "/in (Permission denied)")), cli.EXIT_DENIED,
+     "FileNotFoundException: /in (Permission denied)")])
+def test_java_failures_print_their_root_cause_in_one_line_and_say_if_a_retry_helps(monkeypatch, capsys, chain, code,
+                                                                                   reason):
+    from recjob import pipeline, session
+
+    def fail(*_):
+        raise _JavaError(chain)
+
+    import contextlib
+
+    monkeypatch.setattr(session, "session", lambda cfg: None)
+    monkeypatch.setattr(locks, "ds_lock", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(locks, "metastore_lock", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(pipeline, "run_stage", fail)
+    assert cli.main(["sample", "--ds", DS]) == code
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("recjob: sample failed: _JavaError: " + reason)
+    assert ("not retried" in last) is (code in cli.EXIT_NO_RETRY) and "o284" not in last
+    assert cli.exit_code(PermissionError(13, "Permission denied")) == cli.EXIT_DENIED

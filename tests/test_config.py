@@ -149,3 +149,51 @@ def test_a_postgres_metastore_names_the_missing_variables():
     assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:postgresql://h:1/m"
     assert conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "pw"
     assert conf["spark.hadoop.datanucleus.schema.autoCreateConstraints"] == "false"
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (BOMB, "anchors and aliases"),
+    ("train:\n  factors: &f 8\nscore:\n  top_n: *f\n", "anchors and aliases"),
+    ("train:\n  factors: 8\n  factors: 16\n", "'factors' appears twice"),
+    ("spark:\n  conf:\n    spark.x: 1\n    spark.x: 2\n", "'spark.x' appears twice"),
+    ("train: {factors: 8}\ntrain: {l2: 0.1}\n", "'train' appears twice"),
+])
+def test_config_files_refuse_aliases_and_duplicate_keys(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        config.load(str(path))
+
+
+@pytest.mark.parametrize("value", ["[&a [1, 2], *a, *a]", "{a: 1, a: 2}", "&x 8"])
+def test_set_values_refuse_aliases_and_duplicate_keys(value):
+    with pytest.raises(ConfigError, match="--set"):
+        config.load(None, [f"spark.conf={value}" if value.startswith("{") else f"train.mlp_layers={value}"])
+
+
+def test_config_paths_that_are_not_regular_files_are_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it would wait for a writer for ever
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * config.MAX_CONFIG_BYTES + "\n")
+    for path in (tmp_path, "/dev/zero", fifo):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            config.load(str(path))
+    with pytest.raises(ConfigError, match="bytes"):
+        config.load(str(big))
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"train:\n  model: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config.load(str(binary))
+
+
+def test_cli_refuses_a_directory_as_config_with_exit_2(tmp_path, capsys):
+    from recjob import cli
+
+    assert cli.main(["sql", "--conf", str(tmp_path), "SELECT 1"]) == cli.EXIT_CONFIG
+    assert "not a regular file" in capsys.readouterr().err

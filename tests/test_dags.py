@@ -8,7 +8,7 @@ from conftest import ROOT
 
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
 
-STAGES = ["ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish"]
+from recjob.names import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +57,20 @@ def test_refusals_fail_without_retry_and_other_failures_retry(dagbag, monkeypatc
 
     from recjob import cli
 
-    module = __import__(type(dagbag.dags["recjob_amazon_movies"].get_task("publish")).__module__)
-    assert set(module.NO_RETRY) == set(cli.EXIT_NO_RETRY)
+    import json
+    import sys
+
+    module = sys.modules[type(dagbag.dags["recjob_amazon_movies"].get_task("publish")).__module__]
+    assert set(module.EXIT_NO_RETRY) == set(cli.EXIT_NO_RETRY)
     task = dagbag.dags["recjob_amazon_movies"].get_task("publish")
     for code, retried in [(cli.EXIT_GATE_REFUSED, False), (cli.EXIT_INPUT_REFUSED, False),
-                          (cli.EXIT_CONFIG, False), (cli.EXIT_FAILED, True), (cli.EXIT_BUSY, True)]:
-        def fail(self, context, code=code):
-            raise AirflowException(f"Cannot execute: spark-submit jobs/publish.py. Error code is: {code}.")
+                          (cli.EXIT_CONFIG, False), (cli.EXIT_DENIED, False), (cli.EXIT_FAILED, True),
+                          (cli.EXIT_BUSY, True), (None, True)]:  # None: the job left no result (never started)
+        def fail(self, context, code=code):  # the job leaves its code in the file the operator named
+            if code is not None:
+                with open(self.env_vars["RECJOB_RESULT_FILE"], "w") as fh:
+                    json.dump({"exit": code}, fh)
+            raise AirflowException("Cannot execute: spark-submit jobs/publish.py.")
 
         monkeypatch.setattr(SparkSubmitOperator, "execute", fail)
         with pytest.raises(AirflowException) as caught:
@@ -83,3 +90,20 @@ def test_the_rendered_settings_load_and_the_model_choices_are_the_registry(dagba
                                                  {"ds": "2026-03-01", "params": params})
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     assert config.load(None, sets).train.factors == expected  # unset: the default kind's default
+
+
+def test_the_dags_fallback_names_equal_recjobs(monkeypatch):
+    """Where Airflow cannot import recjob the DAG keeps a copy of the stage order and exit codes: the same."""
+    import importlib.util
+    import sys
+
+    from recjob import names
+
+    monkeypatch.setitem(sys.modules, "recjob.names", None)  # import fails as where recjob is not installed
+    path = Path(__file__).resolve().parents[1] / "dags" / "recjob_amazon_movies.py"
+    spec = importlib.util.spec_from_file_location("dag_without_recjob", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert tuple(module.STAGES) == names.STAGES
+    assert set(module.EXIT_NO_RETRY) == set(names.EXIT_NO_RETRY)
+    assert all(module.EXIT_MEANING[c] == names.EXIT_MEANING[c] for c in names.EXIT_NO_RETRY)

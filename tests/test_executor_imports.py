@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 DRIVER_ONLY = ("yaml", "scipy", "tensorflow", "keras", "petastorm", "matplotlib", "airflow", "psutil")
-EXECUTOR_SIDE = ["recjob.stages." + s for s in
-                 ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")] + [
+from recjob.names import STAGES
+
+EXECUTOR_SIDE = ["recjob.stages." + s for s in STAGES] + [
     "recjob.topk", "recjob.metrics", "recjob.models", "recjob.readers.movielens", "recjob.readers.delimited", "recjob.readers.sequences"]
 
 PROBE = """

@@ -304,3 +304,39 @@ def test_too_much_bad_data_is_refused_and_the_good_partition_kept(spark, tmp_pat
     cfg3 = make_cfg(f"input.reviews={mixed}", "input.metadata=", "ingest.max_bad_fraction=0.05")
     ingest.run(cfg3, spark, DS)
     assert spark.table(cfg.table("reviews")).where(F.col("ds") == DS).count() == len(GOOD)
+
+
+# `lz4 r.json r.json.lz4` of two valid reviews: the lz4 frame format, which Hadoop's Lz4Codec (block format)
+# reads as no line at all
+LZ4_FRAME = bytes.fromhex(
+    "04224d186440a759000000f00d7b2272657669657765724944223a225531222c226173696e223a22490c00f1046f766572616c6c22"
+    "3a352e302c22756e6978523000a254696d65223a3135323001002c7d0a4a001f324a00051f344a0008503030317d0a00000000a23a"
+    "5dea")
+
+
+def test_a_file_with_bytes_but_no_line_is_never_read_as_nothing(spark, tmp_path, make_cfg):
+    write(tmp_path / "good.json.gz", GOOD)
+    lz4 = tmp_path / "more.json.lz4"
+    lz4.write_bytes(LZ4_FRAME)
+    cfg = make_cfg(f"input.reviews={tmp_path}", "input.metadata=")
+    with pytest.raises(ingest.InputRefused) as caught:
+        ingest.run(cfg, spark, DS)
+    message = str(caught.value)
+    assert lz4.name in message and "no line read" in message and "\n" not in message
+    assert not warehouse.table_exists(spark, cfg.table("reviews"))
+    cfg = make_cfg(f"input.reviews={tmp_path}", "input.metadata=", "ingest.skip_unreadable_files=true")
+    ingest.run(cfg, spark, DS)
+    q = warehouse.read_partition(spark, cfg.table("quarantine"), DS).toPandas()
+    assert len(q) == 1 and q["file"].item().endswith(lz4.name) and "no line read" in q["reason"].item()
+    assert warehouse.read_partition(spark, cfg.table("reviews"), DS).count() == len(GOOD)
+
+
+@pytest.mark.parametrize("name", ["part[1].json", "a b {x}.json", "it's ünïcode?.json"])
+def test_file_names_with_glob_characters_spaces_and_quotes_are_read(spark, tmp_path, make_cfg, name):
+    folder = tmp_path / "in [x]"
+    folder.mkdir()
+    write(folder / name, GOOD, gz=False)
+    for given in (folder, folder / name):  # the folder, and the file named literally
+        cfg = make_cfg(f"input.reviews={given}", "input.metadata=")
+        report = ingest.run(cfg, spark, DS)
+        assert report["wrote"][cfg.table("reviews")] == len(GOOD)

@@ -1,4 +1,5 @@
-"""The pipeline stages, in order. Each module has pure ``transform*`` functions and a ``run(cfg, spark, ds)``."""
+"""The pipeline stages (their order: ``recjob.names.STAGES``). Each module's ``run(cfg, spark, ds)`` reads its
+inputs, transforms them and writes its outputs; ``stage_timer`` logs what it read, wrote and how long it took."""
 from __future__ import annotations
 
 import contextlib
@@ -7,9 +8,9 @@ import logging
 import time
 from typing import Iterator
 
-log = logging.getLogger("recjob.stages")
+from recjob.names import STAGES as ORDER  # the one list of stages
 
-ORDER = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
+log = logging.getLogger("recjob.stages")
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import urllib.parse
 from functools import partial
 from typing import Any, Iterator
 
@@ -26,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recjob import readers, warehouse
+from recjob import errors, readers, warehouse
 from recjob import schema as S
 from recjob.readers import HEADER, MAX_REVIEW_TIME, delimited, movielens, sequences
 from recjob.readers.lines import decode
@@ -179,7 +181,8 @@ def input_files(spark: SparkSession, pattern: str, key: str) -> list[str]:
     """The files a path, folder (recursively) or glob names, as Spark would read them (names starting with
     ``_`` or ``.`` are skipped); a clear error when it names none."""
     fs, hpath = warehouse.hadoop_fs(spark, pattern)
-    statuses = fs.globStatus(hpath) or []
+    # a name that exists is that file or folder, even when it holds glob characters (part[1].json)
+    statuses = [fs.getFileStatus(hpath)] if fs.exists(hpath) else (fs.globStatus(hpath) or [])
     if not statuses:
         raise warehouse.MissingInputError(f"ingest: no files at {pattern} ({key}): the path or glob matches nothing")
     files = []
@@ -198,11 +201,57 @@ def input_files(spark: SparkSession, pattern: str, key: str) -> list[str]:
     return sorted(files)
 
 
+GLOB_CHARS = re.compile(r"([{}\[\]*?\\])")
+
+
+def glob_escaped(path: str) -> str:
+    """A file name as a Hadoop glob that matches only itself (``part[1].json`` -> ``part\\[1\\].json``)."""
+    return GLOB_CHARS.sub(r"\\\1", path)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two names of a file are the same: Spark's ``input_file_name`` percent-encodes (file:///a%20b),
+    Hadoop's listing does not (file:/a b)."""
+    def norm(path: str) -> str:
+        return urllib.parse.unquote(path).split(":", 1)[-1].lstrip("/") if path.startswith("file:") \
+            else urllib.parse.unquote(path)
+    return norm(a) == norm(b)
+
+
+def silent_files(spark: SparkSession, parsed: DataFrame, files: list[str]) -> dict[str, str]:
+    """The files of ``files`` that hold bytes but gave no line, with why: read as nothing, they would be lost
+    without a trace (a compression Hadoop's codecs do not decode, such as an lz4 frame file)."""
+    seen = [r["file"] for r in parsed.select("file").distinct().collect()]
+    out = {}
+    for path in files:
+        if any(same_file(path, s) for s in seen):
+            continue
+        fs, hpath = warehouse.hadoop_fs(spark, path)
+        size = fs.getFileStatus(hpath).getLen()
+        if size > 0 and not _empty_by_content(fs, hpath, path, size):
+            out[path] = (f"{size:,} bytes but no line read: a compression Hadoop does not decode (an lz4 frame "
+                         f"file, say: decompress it first)?")
+    return out
+
+
+def _empty_by_content(fs, hpath, path: str, size: int) -> bool:  # noqa: ANN001 (Hadoop objects)
+    """A file that rightly gives no line: a gzip file (Hadoop's gzip codec decoded it: it holds nothing), or a
+    few bytes of byte-order mark and blanks."""
+    stream = fs.open(hpath)
+    try:
+        head = bytes(stream.read() & 0xFF for _ in range(min(size, 64)))
+    finally:
+        stream.close()
+    if path.endswith(".gz") and head[:2] == b"\x1f\x8b":
+        return True
+    return size <= 64 and not head.replace(b"\xef\xbb\xbf", b"").strip()
+
+
 def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
     """One row per line: the raw bytes (invalid UTF-8 kept as is), the file, an id increasing along each file.
     Fewer read tasks than cores (one gzip file is one task: gzip does not split) are spread over the cores by
     the line id, so that the parsing after them runs on every core."""
-    lines = (spark.read.text(files)
+    lines = (spark.read.text([glob_escaped(f) for f in files])  # Spark expands globs in every path it reads
              .select(F.col("value").cast("binary").alias("line"), F.input_file_name().alias("file"))
              .withColumn("_line", F.monotonically_increasing_id()))
     cores = spark.sparkContext.defaultParallelism
@@ -280,16 +329,6 @@ def transform_metadata(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
     return split_tagged(tag_metadata(parsed), "metadata", S.ITEMS_COLUMNS, S.ITEM_META.fieldNames())
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost Java exception of a Spark failure, as one short line."""
-    java = getattr(exc, "java_exception", None)
-    if java is None:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    while java.getCause() is not None:
-        java = java.getCause()
-    return f"{java.getClass().getSimpleName()}: {java.getMessage()}"
-
-
 def _unreadable(spark: SparkSession, files: list[str]) -> dict[str, str]:
     """Read each file alone (only after a read of all of them failed): {file: why it cannot be read}."""
     out = {}
@@ -297,7 +336,7 @@ def _unreadable(spark: SparkSession, files: list[str]) -> dict[str, str]:
         try:
             spark.read.text(path).count()
         except Exception as exc:  # noqa: BLE001 (the Java error is the information)
-            out[path] = _root_cause(exc)
+            out[path] = errors.root_cause(exc)
     return out
 
 
@@ -309,19 +348,19 @@ def read_tagged(spark: SparkSession, files: list[str], parse, tag, key: str, ski
     parsed = parse(read_lines(spark, files)).cache()
     try:
         parsed.count()
-        cached.append(parsed)
-        return tag(parsed, cached), []
     except Exception as exc:  # noqa: BLE001
         parsed.unpersist()
         broken = _unreadable(spark, files)
         if not broken:
             raise
-        if not skip_unreadable:
-            path, why = next(iter(broken.items()))
-            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
-            raise InputRefused(f"ingest: cannot read {path}{more} ({key}): {why}; a truncated or corrupt gzip, or "
-                               f"not gzip despite its name? Set ingest.skip_unreadable_files=true to skip such files "
-                               f"(recorded in quarantine)") from exc
+        _refuse_unreadable(broken, key, skip_unreadable, exc)
+    else:
+        broken = silent_files(spark, parsed, files)
+        if not broken:
+            cached.append(parsed)
+            return tag(parsed, cached), []
+        _refuse_unreadable(broken, key, skip_unreadable, None)
+        parsed.unpersist()
     for path, why in broken.items():
         log.warning("ingest: skipping unreadable file %s: %s", path, why)
     rows = [(source, f"{UNREADABLE}: {why}", path, None) for path, why in broken.items()]
@@ -332,6 +371,18 @@ def read_tagged(spark: SparkSession, files: list[str], parse, tag, key: str, ski
     parsed.count()
     cached.append(parsed)
     return tag(parsed, cached), rows
+
+
+def _refuse_unreadable(broken: dict[str, str], key: str, skip_unreadable: bool, exc: BaseException | None) -> None:
+    """Stop the stage naming the first file that cannot be read, unless the user chose to skip such files."""
+    if skip_unreadable:
+        return
+    path, why = next(iter(broken.items()))
+    more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+    hint = "" if why.endswith("?") else "." if any(m in why for m in errors.DENIED_MARKERS) else \
+        "; a truncated or corrupt gzip, or not gzip despite its name?"
+    raise InputRefused(f"ingest: cannot read {path}{more} ({key}): {why}{hint} Set ingest.skip_unreadable_files=true "
+                       f"to skip such files (recorded in quarantine)") from exc
 
 
 def _unreadable_rows(spark: SparkSession, rows: list[tuple]) -> DataFrame:

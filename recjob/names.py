@@ -1,0 +1,29 @@
+"""Names every part of recjob shares, in one Spark-free module: the stage order and the exit codes.
+
+The DAG imports this module when recjob is importable in Airflow's environment (it needs nothing but the
+standard library), so a stage added here or an exit code changed here is seen by the command, the pipeline,
+the DAG and the tests alike.
+"""
+from __future__ import annotations
+
+# The pipeline's stages, in the order they run; recjob/stages/<name>.py is each one.
+STAGES = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
+
+# Exit codes, so that a scheduler can tell a failure worth retrying from one that a retry cannot change.
+EXIT_FAILED = 1  # anything else: worth a retry (a lost executor, a full disk, a missing input not there yet)
+EXIT_CONFIG = 2  # bad configuration or arguments, refused before Spark starts
+EXIT_INPUT_REFUSED = 3  # unreadable input file, too many invalid lines, no valid review
+EXIT_GATE_REFUSED = 4  # the quality gate (or the list checks) refused the model: nothing published
+EXIT_BUSY = 5  # another live run holds this ds (or the embedded metastore): retry later
+EXIT_DENIED = 6  # the machine refuses: permission denied, a read-only filesystem; fix it, then rerun
+
+# What each code means, for logs and the DAG's failure messages.
+EXIT_MEANING = {
+    EXIT_FAILED: "a failure that a retry may get past",
+    EXIT_CONFIG: "bad configuration",
+    EXIT_INPUT_REFUSED: "input refused: unreadable file or too many invalid lines",
+    EXIT_GATE_REFUSED: "quality gate refused the model: nothing published",
+    EXIT_BUSY: "another run holds this ds or the embedded metastore",
+    EXIT_DENIED: "permission denied or read-only filesystem: fix access, then rerun",
+}
+EXIT_NO_RETRY = (EXIT_CONFIG, EXIT_INPUT_REFUSED, EXIT_GATE_REFUSED, EXIT_DENIED)
