@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -68,13 +69,16 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
 VERSIONS = "_versions"  # under a table's folder: each publish of a ds in its own folder (Spark skips "_" names)
 
 
-def publish_partition(df: DataFrame, table: str, ds: str) -> int:
+def publish_partition(df: DataFrame, table: str, ds: str,
+                      before_switch: Callable[[str], None] | None = None) -> int:
     """Replace the ``ds`` partition of ``table`` with ``df`` so that readers never see it missing or half written.
 
     The rows go to a new folder, ``<table>/_versions/ds=<ds>/<stamp>``; when it is complete, one metastore call
     points the partition at it (ADD PARTITION the first time, SET LOCATION after), so a query reads either the
     old or the new folder, whole. The folder it replaced is kept until the next publish of the ds (a query that
-    began before the switch may still be reading it); older ones are removed. Returns the rows published."""
+    began before the switch may still be reading it); older ones are removed. ``before_switch(folder)`` runs once
+    the new folder is complete, before the metastore call (publish keeps its copy of the model there, so that
+    no published list is ever without the model that made it). Returns the rows published."""
     spark = df.sparkSession
     out = _with_table(df, table, ds).drop(DS)
     root = table_location(spark, table).rstrip("/")
@@ -83,6 +87,8 @@ def publish_partition(df: DataFrame, table: str, ds: str) -> int:
     log.info("writing %s partition ds=%s to %s", table, ds, folder)
     out.write.parquet(folder)
     rows = spark.read.parquet(folder).count()
+    if before_switch is not None:
+        before_switch(folder)
     previous = partition_location(spark, table, ds)
     if previous is None:
         spark.sql(f"ALTER TABLE {table} ADD PARTITION ({DS}='{ds}') LOCATION {sql_string(folder)}")
@@ -104,6 +110,11 @@ def publish_partition(df: DataFrame, table: str, ds: str) -> int:
 def sql_string(text: str) -> str:
     """``text`` as a Spark SQL string literal: quotes and backslashes escaped (a data_dir may hold either)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def same_location(a: str | None, b: str | None) -> bool:
+    """Whether two names of a folder are the same (the metastore says file:/x where Hadoop says file:/x/)."""
+    return bool(a) and bool(b) and _norm(a) == _norm(b)
 
 
 def _norm(path: str) -> str:

@@ -91,3 +91,38 @@ def test_java_failures_print_their_root_cause_in_one_line_and_say_if_a_retry_hel
     assert last.startswith("recjob: sample failed: _JavaError: " + reason)
     assert ("not retried" in last) is (code in cli.EXIT_NO_RETRY) and "o284" not in last
     assert cli.exit_code(PermissionError(13, "Permission denied")) == cli.EXIT_DENIED
+
+
+SLOW_STAGE = """
+import sys, time
+from recjob import cli, pipeline
+
+def slow(name, cfg, spark, ds):
+    print("running", flush=True)
+    time.sleep(600)
+
+pipeline.run_stage = slow
+sys.argv = ["recjob", "sample", "--ds", "2024-03-03", "--set", f"data_dir={sys.argv[1]}", "--set", "spark.master=local[1]",
+            "--set", "spark.conf.spark.ui.enabled=false"]
+cli.console(sys.argv[1:])
+"""
+
+
+def test_sigterm_stops_a_command_releasing_its_locks_and_jvm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_STAGE, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "running"  # no timeout: a slow machine only waits longer
+    lock = tmp_path / "locks" / f"ds={DS}.lock"
+    assert lock.exists()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == cli.EXIT_FAILED, err[-2000:]
+    assert "Terminated: stopped by signal" in err.splitlines()[-1]
+    assert not lock.exists()  # the ds lock removed on the way out, not left for the next run to take over
+    again = subprocess.run([sys.executable, "-m", "recjob", "sql", "SELECT 1", "--set", f"data_dir={tmp_path}",
+                            "--set", "spark.master=local[1]"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]  # the metastore and the JVM were released

@@ -106,3 +106,44 @@ def test_publishing_a_new_partition_adds_it(spark, make_cfg):
     assert warehouse.publish_partition(_published(spark, table, 5, 1), table, DS) == 5
     assert _rows(spark, table, DS) == [(i, 1) for i in range(5)]
     assert "_versions" in warehouse.partition_location(spark, table, DS)
+
+
+def test_publish_keeps_the_models_copy_before_the_switch_and_a_stop_between_is_finished(spark, make_cfg):
+    """The copy of the published model is made before the partition switch; a publish stopped after the switch
+    and before the copy's move is finished by the next look (its copy describes the lists analysts read), one
+    stopped before the switch leaves the previous copy the published one."""
+    from recjob.stages import publish
+
+    cfg = make_cfg()
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+    runs, recs = cfg.table("training_runs"), cfg.table("recommendations")
+    published = cfg.ds_path("published", DS)
+
+    def model(version):  # the ds's model outputs of one run
+        warehouse.write_partition(spark.createDataFrame([(version,)], "model string"), runs, DS)
+
+    def publish_once(version, stop=None):
+        model(version)
+
+        def keep(folder):
+            publish.save_model_outputs(cfg, spark, DS, published + publish.PENDING, folder)
+            if stop == "before switch":
+                raise RuntimeError("stopped")
+        warehouse.publish_partition(_published(spark, recs, 3, version), recs, DS, before_switch=keep)
+        if stop is None:
+            warehouse.replace_folder(spark, published + publish.PENDING, published)
+
+    def copied_model():
+        return spark.read.parquet(f"{published}/tables/training_runs").first()["model"]
+
+    publish_once("v1")
+    assert copied_model() == "v1"
+    publish_once("v2", stop="after switch")  # the lists are v2's; the move of v2's copy never happened
+    assert _rows(spark, recs, DS)[0][1] == "v2"
+    assert publish.published_copy(cfg, spark, DS) == published and copied_model() == "v2"
+    assert not warehouse.path_exists(spark, published + publish.PENDING)
+    with pytest.raises(RuntimeError, match="stopped"):
+        publish_once("v3", stop="before switch")  # v3's copy made, its lists never switched in
+    assert _rows(spark, recs, DS)[0][1] == "v2"
+    assert publish.published_copy(cfg, spark, DS) == published and copied_model() == "v2"
+    assert not warehouse.path_exists(spark, published + publish.PENDING)

@@ -42,10 +42,17 @@ class ChecksFailed(RuntimeError):
     """The scores are not valid lists (rank gaps, duplicate items, NaN scores): the publish is refused."""
 
 
-def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str) -> list[str]:
-    """Copy the ds's model tables (as parquet) and folders to ``dest`` (staged, then moved in place)."""
+PENDING = ".pending"  # the copy of a model whose lists are being published (see published_copy)
+VERSION_FILE = "VERSION"  # in a copy: the folder of the published lists it describes
+
+
+def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str, version: str = "") -> list[str]:
+    """Copy the ds's model tables (as parquet) and folders to ``dest`` (staged, then moved in place); ``version``:
+    the folder of the lists that the copy describes, recorded beside it."""
     staged, saved = dest.rstrip("/") + ".staging", []
     warehouse.delete_path(spark, staged)
+    if version:
+        warehouse.write_text(spark, f"{staged}/{VERSION_FILE}", version)
     for name in MODEL_TABLES:
         if warehouse.partition_exists(spark, cfg.table(name), ds):
             warehouse.read_partition(spark, cfg.table(name), ds).write.parquet(f"{staged}/tables/{name}")
@@ -75,12 +82,30 @@ def restore_model_outputs(cfg: Config, spark: SparkSession, ds: str, src: str | 
             warehouse.delete_path(spark, cfg.ds_path(folder, ds))
 
 
+def published_copy(cfg: Config, spark: SparkSession, ds: str) -> str | None:
+    """The copy of the model whose lists analysts read for ``ds`` (None: nothing was published). A publish stopped
+    between its partition switch and the copy's move is finished here: the pending copy whose recorded version is
+    the partition's current folder becomes the published copy; one whose switch never happened is dropped."""
+    published = cfg.ds_path("published", ds)
+    pending = published + PENDING
+    if warehouse.path_exists(spark, pending):
+        current = warehouse.partition_location(spark, cfg.table("recommendations"), ds)
+        version_file = f"{pending}/{VERSION_FILE}"
+        version = warehouse.read_text(spark, version_file) if warehouse.path_exists(spark, version_file) else ""
+        if warehouse.same_location(current, version.strip()):
+            log.info("publish ds=%s: finishing a publish stopped after its switch (the copy of %s)", ds, version)
+            warehouse.replace_folder(spark, pending, published)
+        else:
+            warehouse.delete_path(spark, pending)
+    return published if warehouse.path_exists(spark, published) else None
+
+
 def set_aside(cfg: Config, spark: SparkSession, ds: str) -> str:
     """A refused run: move its model outputs to rejected/ds=.../publish and restore the published ones."""
     rejected = cfg.ds_path("rejected", ds) + "/publish"
+    published = published_copy(cfg, spark, ds)
     save_model_outputs(cfg, spark, ds, rejected)
-    published = cfg.ds_path("published", ds)
-    restore_model_outputs(cfg, spark, ds, published if warehouse.path_exists(spark, published) else None)
+    restore_model_outputs(cfg, spark, ds, published)
     return rejected
 
 
@@ -127,6 +152,7 @@ def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> l
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("publish", ds) as record:
+        published_copy(cfg, spark, ds)  # finishes a publish stopped between its switch and its copy's move
         if cfg.gate.enabled:
             rows = (warehouse.read_partition(spark, cfg.table("evaluation"), ds)
                     .where(F.col(S.SPLIT) == S.VALIDATION).collect())
@@ -151,12 +177,17 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             kept_at = set_aside(cfg, spark, ds)
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
-        n = warehouse.publish_partition(recs, cfg.table("recommendations"), ds)
+        published = cfg.ds_path("published", ds)
+
+        def keep_copy(version: str) -> None:  # before the switch: no list is published without its model's copy
+            record["saved"] = save_model_outputs(cfg, spark, ds, published + PENDING, version)
+
+        n = warehouse.publish_partition(recs, cfg.table("recommendations"), ds, before_switch=keep_copy)
+        warehouse.replace_folder(spark, published + PENDING, published)
         if cfg.publish.jdbc_url:
             served = serving.export(recs, cfg.publish, ds)
             if served != n:
                 raise RuntimeError(f"publish: the serving copy {cfg.publish.jdbc_table} got {served} rows of {n}")
-        record["saved"] = save_model_outputs(cfg, spark, ds, cfg.ds_path("published", ds))
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
         if untitled:
