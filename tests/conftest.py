@@ -51,3 +51,19 @@ def make_cfg(tmp_path, request):
         return config.load(None, [f"data_dir={tmp_path}", f"database={db}", *overrides])
 
     return make
+
+
+def run_capped(args, cap_s: float, **kwargs):
+    """``subprocess.run`` under a generous cap (a busy machine only makes a run slower); when the cap is hit the
+    test fails saying where the run was (its last output lines), not with a bare timeout."""
+    import subprocess
+
+    kwargs.setdefault("capture_output", True)
+    try:
+        return subprocess.run(args, timeout=cap_s, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        def text(b):
+            return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+        tail = "\n".join((text(exc.stdout) + "\n" + text(exc.stderr)).strip().splitlines()[-80:])
+        pytest.fail(f"{' '.join(map(str, args[:4]))} ... still running after its cap of {cap_s:.0f}s; its last "
+                    f"output lines (where the run was):\n{tail}", pytrace=False)

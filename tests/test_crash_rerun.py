@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_capped
+
 from recjob import datagen, warehouse
 from recjob.stages import ORDER
 
@@ -59,8 +61,8 @@ def _env() -> dict:
 
 
 def _recjob(conf: str, *args: str) -> str:
-    out = subprocess.run([str(BIN / "recjob"), *args, "--conf", conf], env=_env(), capture_output=True, text=True,
-                         timeout=1800)
+    out = run_capped([str(BIN / "recjob"), *args, "--conf", conf], env=_env(), capture_output=True, text=True,
+                         cap_s=5400)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     return out.stdout + out.stderr
 
@@ -155,9 +157,9 @@ def test_a_planted_secret_appears_in_no_log_table_or_file(runs):
 def test_the_secret_reached_spark(runs):
     """Otherwise the previous test proves nothing: the setting is in the session, only never written out."""
     base = runs[0]
-    out = subprocess.run([str(BIN / "python"), "-c", (
+    out = run_capped([str(BIN / "python"), "-c", (
         "import sys; from recjob import config, session as s; "
         "cfg = config.load(sys.argv[1]); sess = s.session(cfg); "
         "print(sess.sparkContext.getConf().get('spark.hadoop.fs.s3a.secret.key') == sys.argv[2])"),
-        str(base / "plain" / "recjob.yaml"), SECRET], env=_env(), capture_output=True, text=True, timeout=600)
+        str(base / "plain" / "recjob.yaml"), SECRET], env=_env(), capture_output=True, text=True, cap_s=1800)
     assert out.stdout.strip().endswith("True"), out.stderr[-2000:]

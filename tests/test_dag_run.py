@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_capped
 
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
 pytestmark = pytest.mark.slow  # eight spark-submits per run: about four minutes each on 2 cores
@@ -66,27 +66,27 @@ score:
         "RECJOB_RETRIES": "0",
         "PATH": f"{BIN}:{e.get('PATH', '')}",
     })
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=e, check=True, capture_output=True, timeout=300)
+    run_capped([str(BIN / "airflow"), "db", "migrate"], env=e, check=True, capture_output=True, cap_s=900)
     return {"env": e, "conf": str(conf), "data": data}
 
 
 def dags_test(env, ds):
-    return subprocess.run([str(BIN / "airflow"), "dags", "test", "recjob_amazon_movies", ds], env=env["env"],
-                          capture_output=True, text=True, timeout=900)
+    return run_capped([str(BIN / "airflow"), "dags", "test", "recjob_amazon_movies", ds], env=env["env"],
+                          capture_output=True, text=True, cap_s=2700)
 
 
 def sql(env, query):
     """Query the warehouse by table name from a new process; rows as lists of strings."""
-    out = subprocess.run([str(BIN / "recjob"), "sql", "--conf", env["conf"], query], env=env["env"],
-                         capture_output=True, text=True, timeout=300)
+    out = run_capped([str(BIN / "recjob"), "sql", "--conf", env["conf"], query], env=env["env"],
+                         capture_output=True, text=True, cap_s=900)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     return [line.split("\t") for line in lines[1:]]
 
 
 def generate(env):
-    gen = subprocess.run([str(BIN / "recjob"), "generate", "--conf", env["conf"], "--reviews", "5000"],
-                         env=env["env"], capture_output=True, text=True, timeout=300)
+    gen = run_capped([str(BIN / "recjob"), "generate", "--conf", env["conf"], "--reviews", "5000"],
+                         env=env["env"], capture_output=True, text=True, cap_s=900)
     assert gen.returncode == 0, gen.stderr[-2000:]
 
 

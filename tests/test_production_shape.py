@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_capped
 
 pytestmark = pytest.mark.slow  # about eight minutes: services, one pipeline and one DAG run on the cluster
 
@@ -97,7 +97,7 @@ publish:
     env.update({"RECJOB_SERVICES_DIR": str(home / "services"), "RECJOB_DATA_DIR": str(data),
                 "RECJOB_CONF": str(conf), "RECJOB_PYTHON": sys.executable, "RECJOB_JDBC_JAR": JDBC_JAR,
                 "PATH": f"{BIN}:{env.get('PATH', '')}"})
-    started = subprocess.run([str(SERVICES), "start"], env=env, capture_output=True, text=True, timeout=600)
+    started = run_capped([str(SERVICES), "start"], env=env, capture_output=True, text=True, cap_s=1800)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         exports = subprocess.run([str(SERVICES), "env"], env=env, capture_output=True, text=True, check=True)
@@ -107,12 +107,12 @@ publish:
         env.update({"RECJOB_SERVING_USER": env["RECJOB_METASTORE_USER"],  # the serving copy: same server here
                     "RECJOB_SERVING_PASSWORD": env["RECJOB_METASTORE_PASSWORD"]})
         dist = home / "dist"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
-                       check=True, capture_output=True, timeout=300)
+        run_capped([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
+                       check=True, capture_output=True, cap_s=900)
         shutil.copy(next(dist.glob("recjob-*.whl")), dist / "recjob.zip")
         yield {"env": env, "home": home, "conf": str(conf), "data": data, "zip": str(dist / "recjob.zip")}
     finally:
-        stopped = subprocess.run([str(SERVICES), "stop"], env=env, capture_output=True, text=True, timeout=300)
+        stopped = run_capped([str(SERVICES), "stop"], env=env, capture_output=True, text=True, cap_s=900)
         print(stopped.stdout, stopped.stderr)
         shutil.rmtree(home, ignore_errors=True)
 
@@ -134,10 +134,10 @@ SERVED = f"""SELECT count(*), count(DISTINCT "reviewerID"), max(rank) FROM recom
 
 def psql(d, database: str, query: str) -> list[list[str]]:
     env = d["env"]
-    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", PORTS["RECJOB_PG_PORT"], "-U", env["RECJOB_METASTORE_USER"],
+    out = run_capped(["psql", "-h", "127.0.0.1", "-p", PORTS["RECJOB_PG_PORT"], "-U", env["RECJOB_METASTORE_USER"],
                           "-d", database, "-tA", "-F", "\t", "-c", query],
                          env={**env, "PGPASSWORD": env["RECJOB_METASTORE_PASSWORD"]}, capture_output=True, text=True,
-                         timeout=60)
+                         cap_s=180)
     if out.returncode != 0:
         raise RuntimeError(f"psql failed: {out.stderr[-500:]}")
     return [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
@@ -146,15 +146,15 @@ def psql(d, database: str, query: str) -> list[list[str]]:
 def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
     d = deployment
     env = d["env"]
-    subprocess.run([str(BIN / "recjob"), "generate", "--conf", d["conf"], "--reviews", "20000"], env=env,
-                   check=True, capture_output=True, timeout=300)
-    submit = subprocess.run(
+    run_capped([str(BIN / "recjob"), "generate", "--conf", d["conf"], "--reviews", "20000"], env=env,
+                   check=True, capture_output=True, cap_s=900)
+    submit = run_capped(
         [str(BIN / "spark-submit"), "--master", env["RECJOB_SPARK_MASTER"], "--driver-class-path", JDBC_JAR,
          "--py-files", d["zip"], "--conf", f"spark.pyspark.python={env['RECJOB_EXECUTOR_PYTHON']}",
          "--conf", f"spark.pyspark.driver.python={sys.executable}",
          str(ROOT / "jobs" / "run.py"), "--ds", DS, "--conf", d["conf"]],
         env={**env, "PYSPARK_PYTHON": env["RECJOB_EXECUTOR_PYTHON"], "PYSPARK_DRIVER_PYTHON": sys.executable},
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, cap_s=2700)
     assert submit.returncode == 0, submit.stderr[-4000:]
     ran = [line for line in (submit.stdout + submit.stderr).splitlines() if "master=" in line]
     assert ran and f"master=spark://127.0.0.1:{PORTS['RECJOB_SPARK_MASTER_PORT']}" in ran[0], ran  # on the cluster
@@ -196,13 +196,13 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
     for key in ("RECJOB_METASTORE_URL", "RECJOB_METASTORE_USER", "RECJOB_METASTORE_PASSWORD", "RECJOB_SERVING_USER",
                 "RECJOB_SERVING_PASSWORD"):
         airflow_env.pop(key)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env, check=True, capture_output=True, timeout=300)
+    run_capped([str(BIN / "airflow"), "db", "migrate"], env=airflow_env, check=True, capture_output=True, cap_s=900)
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        run = subprocess.run([str(BIN / "airflow"), "dags", "test", "recjob_amazon_movies", DS,
+        run = run_capped([str(BIN / "airflow"), "dags", "test", "recjob_amazon_movies", DS,
                               "-c", json.dumps({"top_n": 5})],
-                             env=airflow_env, capture_output=True, text=True, timeout=1200)
+                             env=airflow_env, capture_output=True, text=True, cap_s=3600)
     finally:
         stop.set()
         poller.join(timeout=180)
@@ -247,14 +247,14 @@ def test_two_runs_of_one_ds_sharing_the_catalog_are_refused(deployment, tmp_path
     try:
         assert holder.stdout.readline().strip() == "held"
         other = ["--conf", d["conf"], "--set", f"data_dir={tmp_path}", "--set", "spark.master=local[1]"]
-        second = subprocess.run([str(BIN / "recjob"), "ingest", "--ds", ds, *other], env=d["env"],
-                                capture_output=True, text=True, timeout=600)
+        second = run_capped([str(BIN / "recjob"), "ingest", "--ds", ds, *other], env=d["env"],
+                                capture_output=True, text=True, cap_s=1800)
         assert second.returncode == 5, second.stderr[-3000:]
         assert f"ds={ds} of database recjob is being run by a test's run" in second.stderr
         assert "a lock in the metastore database" in second.stderr
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
-    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), d["conf"], ds],
-                           env=d["env"], capture_output=True, text=True, timeout=600)
+    probe = run_capped([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), d["conf"], ds],
+                           env=d["env"], capture_output=True, text=True, cap_s=1800)
     assert probe.stdout.strip() == "held", probe.stderr[-2000:]  # the killed holder's lock went with it
