@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 import pyarrow.parquet as pq
+from results_entry import recorded  # bench/ is on the path: scripts run from it
 
 
 def main() -> None:
@@ -53,4 +54,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("cold_users"):
+        main()

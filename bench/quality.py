@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results_entry import recorded  # bench/ is on the path: scripts run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -220,4 +221,6 @@ def summary(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("quality"):
+        code = main()
+    sys.exit(code)

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from recjob import schema as S  # noqa: E402
 from recjob import topk  # noqa: E402
 from recjob.config import ScoreConfig  # noqa: E402
+from results_entry import recorded  # bench/ is on the path: scripts run from it
 
 
 def timed(fn):
@@ -197,4 +198,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("score"):
+        main()

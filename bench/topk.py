@@ -20,6 +20,7 @@ import numpy as np
 
 from recjob import topk
 from recjob.config import ScoreConfig
+from results_entry import recorded  # bench/ is on the path: scripts run from it
 
 
 def best_of(fn, repeat: int = 3) -> float:
@@ -98,4 +99,5 @@ def product_on_model(a) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("topk"):
+        main()

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from recjob import config, feed, models  # noqa: E402
 from recjob.artifacts import reader_url  # noqa: E402
 from recjob.models import keras_fit  # noqa: E402
+from results_entry import recorded  # bench/ is on the path: scripts run from it
 
 
 def write_shards(spark, path: str, rows: int, users: int, items: int, seed: int, cfg) -> tuple:
@@ -146,4 +147,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("train_feed"):
+        main()

@@ -115,7 +115,7 @@ def _cholesky(a: np.ndarray) -> np.ndarray:
         except np.linalg.LinAlgError:
             state = "finite" if np.isfinite(a).all() else "not finite"
             raise FloatingPointError(f"bpmf: the normal equations are not positive definite ({state}); the sampler "
-                                     "diverged: try train.bpmf_noise_prior > 0 or fewer train.factors") from None
+                                     "diverged: try train.bpmf.noise_prior > 0 or fewer train.factors") from None
 
 
 class Link:
@@ -196,7 +196,7 @@ def sample(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: i
         x_item = _draw_side(rng, by_item, links and links[1], x_item, x_user, ratings, mean, k, alpha)
         if not (np.isfinite(x_user).all() and np.isfinite(x_item).all()):
             raise FloatingPointError(f"bpmf: the sampled vectors are not finite after sweep {sweep} (a non-finite "
-                                     "rating, or the sampler diverged: try train.bpmf_noise_prior > 0)")
+                                     "rating, or the sampler diverged: try train.bpmf.noise_prior > 0)")
         pred = mean + x_user[users, k] + x_item[items, k] + np.einsum("ij,ij->i", x_user[users, :k], x_item[items, :k])
         sse = float(np.square(ratings - pred).sum())
         alpha = rng.gamma(1.0 + a0 + len(ratings) / 2, 1.0 / (1.0 + a0 * s2 + sse / 2))

@@ -14,6 +14,7 @@ from recjob import config as C
 from recjob.names import (EXIT_BUSY, EXIT_CONFIG, EXIT_DENIED, EXIT_FAILED, EXIT_GATE_REFUSED,  # noqa: F401
                           EXIT_INPUT_REFUSED, EXIT_MEANING, EXIT_NO_RETRY)
 from recjob.names import STAGES as ORDER
+from recjob.names import Table
 
 log = logging.getLogger("recjob")
 
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--out", help="folder (default: data_dir/raw, where input.* point by default)")
     sub.add_parser("models", help="print the model kinds of the registry (train.model) as a Markdown table")
+    st = sub.add_parser("settings", help="print every setting with its default and meaning (docs/configuration.md)")
+    st.add_argument("--sections", action="store_true", help="only the table of sections (README.md)")
     sub.add_parser("spark-conf", parents=[common],
                    help="print the Spark settings of this config as a properties file (spark-submit "
                         "--properties-file), secrets included: write it to a file only you can read")
@@ -99,7 +102,7 @@ def show(cfg: C.Config, spark, ds: str, users: int) -> str:
     """A few users' top-N from the published table, as text (read back by table name)."""
     from pyspark.sql import functions as F
 
-    table = cfg.table("recommendations")
+    table = cfg.table(Table.RECOMMENDATIONS)
     recs = spark.table(table).where(F.col("ds") == ds)
     picked = recs.select("reviewerID").distinct().orderBy("reviewerID").limit(users)
     rows = recs.join(picked, "reviewerID").orderBy("reviewerID", "rank").collect()
@@ -170,6 +173,11 @@ def _main(args: argparse.Namespace) -> int:
         from recjob import models
 
         print(models.markdown_table())
+        return 0
+    if args.command == "settings":
+        from recjob.config import reference
+
+        print(reference.sections_table() if args.sections else reference.full_reference(), end="\n")
         return 0
     try:
         cfg = C.load(args.conf, args.set)

@@ -12,9 +12,8 @@ import warnings
 
 import numpy as np
 
-from recjob.models.base import HIST_IN, ITEM_IN, USER_IN
+from recjob.names import HIST_IN, ITEM_IN, LABEL, USER_IN
 
-LABEL = "rating"  # schema.LABEL (not imported: reading the shards needs no Spark)
 
 
 def columns(with_history: bool = False) -> list[str]:

@@ -1,4 +1,5 @@
-"""Names every part of recjob shares, in one Spark-free module: the stage order and the exit codes.
+"""Names every part of recjob shares, in one Spark-free module: the stage order, table and column names, split
+names, the model inputs and the exit codes.
 
 The DAG imports this module when recjob is importable in Airflow's environment (it needs nothing but the
 standard library), so a stage added here or an exit code changed here is seen by the command, the pipeline,
@@ -8,6 +9,60 @@ from __future__ import annotations
 
 # The pipeline's stages, in the order they run; recjob/stages/<name>.py is each one.
 STAGES = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
+
+# ---- columns
+# Original identifiers (as in Amazon Review Data 2018); every user-facing table keeps them.
+USER = "reviewerID"
+ITEM = "asin"
+RATING = "overall"
+TIME = "unixReviewTime"
+TITLE = "title"
+
+# The shards' columns besides the indices: the rating as float32 ("overall" of a review), the label models learn.
+LABEL = "rating"
+
+# Internal contiguous indices (also the model inputs' names: USER_IN, ITEM_IN below).
+USER_IDX = "user_idx"
+ITEM_IDX = "item_idx"
+
+HISTORY = "history"  # a user's latest items, most recent first (item histories of the shards stage)
+
+DS = "ds"
+SPLIT = "split"
+RANK = "rank"
+SCORE = "score"
+REASON = "reason"
+SOURCE = "source"
+RAW = "raw"
+
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
+# The model inputs, named as the training shards' columns: the user's and item's index, the user's earlier
+# train items (item history), a sampled negative item.
+USER_IN, ITEM_IN, HIST_IN, NEG_IN = USER_IDX, ITEM_IDX, HISTORY, "neg_idx"
+
+
+class Table:
+    """The warehouse's tables (in the configured database: ``cfg.table(Table.REVIEWS)``), each written by one
+    stage and partitioned by ``ds``."""
+
+    REVIEWS = "reviews"  # ingest
+    ITEMS = "items"  # ingest
+    QUARANTINE = "quarantine"  # ingest
+    HELDOUT = "heldout"  # ingest, for a given test file
+    INTERACTIONS = "interactions"  # sample
+    USER_INDEX = "user_index"  # ids
+    ITEM_INDEX = "item_index"  # ids
+    SHARDS = "shards"  # shards (statistics of the shard files)
+    USER_FACTORS = "user_factors"  # train
+    ITEM_FACTORS = "item_factors"  # train
+    TRAINING_RUNS = "training_runs"  # train
+    SCORES = "scores"  # score
+    EVALUATION = "evaluation"  # evaluate
+    RECOMMENDATIONS = "recommendations"  # publish (atomically; what analysts read)
+
+
 
 # Exit codes, so that a scheduler can tell a failure worth retrying from one that a retry cannot change.
 EXIT_FAILED = 1  # anything else: worth a retry (a lost executor, a full disk, a missing input not there yet)

@@ -1,34 +1,10 @@
-"""Column names and explicit schemas, in one place."""
+"""The tables' explicit Spark schemas (their column names: ``recjob.names``, re-exported here)."""
 from __future__ import annotations
 
 from pyspark.sql import types as T
 
-# Original identifiers (as in Amazon Review Data 2018); every user-facing table keeps them.
-USER = "reviewerID"
-ITEM = "asin"
-RATING = "overall"
-TIME = "unixReviewTime"
-TITLE = "title"
-
-# The shards' columns besides the indices: the rating as float32 ("overall" of a review), the label models learn.
-LABEL = "rating"
-
-# Internal contiguous indices.
-USER_IDX = "user_idx"
-ITEM_IDX = "item_idx"
-
-HISTORY = "history"  # a user's latest items, most recent first (item histories of the shards stage)
-
-DS = "ds"
-SPLIT = "split"
-RANK = "rank"
-SCORE = "score"
-REASON = "reason"
-SOURCE = "source"
-RAW = "raw"
-
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
-SPLITS = (TRAIN, VALIDATION, TEST)
+from recjob.names import (DS, HISTORY, ITEM, ITEM_IDX, LABEL, RANK, RATING, RAW, REASON, SCORE,  # noqa: F401
+                          SOURCE, SPLIT, SPLITS, TEST, TIME, TITLE, TRAIN, USER, USER_IDX, VALIDATION)
 
 # The typed reviews table that every later stage reads: the fields ingest keeps of an Amazon review line.
 REVIEW = T.StructType([

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from recjob import config
@@ -10,7 +12,7 @@ def test_shipped_configs_load():
     local = config.load(str(ROOT / "conf" / "local.yaml"))
     assert local.train.model == "softmax" and local.sample.start == "2018-01-01"
     assert (local.train.l2, local.train.bias_l2) == (0.06, 0.0)  # the model default applies
-    assert local.train.negatives == 2048 and local.train.min_steps_per_epoch == 20
+    assert local.train.params.negatives == 2048 and local.train.min_steps_per_epoch == 20
     cluster = config.load(str(ROOT / "conf" / "cluster.example.yaml"))
     assert cluster.path("shards") == "hdfs:///data/recjob/shards"
     assert cluster.spark.conf["spark.hadoop.hive.metastore.uris"].startswith("thrift://")
@@ -23,12 +25,12 @@ def test_shipped_configs_load():
 
 def test_overrides_are_typed_and_nested():
     cfg = config.load(None, ["train.factors=64", "sample.start=2017-01-01", "sample.user_fraction=0.5",
-                             "spark.conf.spark.sql.shuffle.partitions=3", "train.mlp_layers=[16, 8]"])
+                             "spark.conf.spark.sql.shuffle.partitions=3", "train.mlp.layers=[16, 8]", "train.model=mlp"])
     assert cfg.train.factors == 64
     assert cfg.sample.start == "2017-01-01"
     assert cfg.sample.user_fraction == 0.5
     assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "3"
-    assert cfg.train.mlp_layers == (16, 8)
+    assert cfg.train.params.layers == (16, 8)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -39,16 +41,18 @@ def test_overrides_are_typed_and_nested():
     ("shards.split=sideways", "shards.split"),
     ("train.model=svd", "train.model"),
     ("train.factors=-3", "train.factors"),
-    ("train.mcmc_samples=0", "train.mcmc_samples"),
+    ("train.model=bpmf train.bpmf.samples=0", "train.bpmf.samples must be >= 1"),
+    ("train.negatives=64", "write it train.<kind>.negatives"),
+    ("train.mlp.layers=abc", "train.mlp.layers"),
     ("train.factors=0", "leave it unset for the model's default"),
     ("train.l2=-1", "train.l2"),
     ("shards.history_length=-1", "shards.history_length"),
     ("train.model=seq shards.history_length=0", "learns from item histories: shards.history_length must be >= 1"),
-    ("train.model=seq train.markov_order=60", "must be <= shards.history_length=50"),
+    ("train.model=seq train.seq.markov_order=60", "must be in 1..shards.history_length=50"),
     ("novalue", "expected key=value"),
 ])
 def test_bad_config_is_refused_with_reason(override, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         config.load(None, override.split(" "))
 
 
@@ -197,3 +201,22 @@ def test_cli_refuses_a_directory_as_config_with_exit_2(tmp_path, capsys):
 
     assert cli.main(["sql", "--conf", str(tmp_path), "SELECT 1"]) == cli.EXIT_CONFIG
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_the_settings_docs_are_generated_from_the_definitions(capsys):
+    """README's table of sections and docs/configuration.md hold what `recjob settings` prints, and every
+    setting has a meaning (a field added without its comment fails here)."""
+    from recjob import cli
+    from recjob.config import reference
+
+    assert cli.main(["settings", "--sections"]) == 0
+    sections = capsys.readouterr().out.strip()
+    assert sections in (ROOT / "README.md").read_text(), \
+        "README.md's table of sections differs: paste the output of `recjob settings --sections`"
+    assert cli.main(["settings"]) == 0
+    full = capsys.readouterr().out.strip()
+    assert full in (ROOT / "docs" / "configuration.md").read_text(), \
+        "docs/configuration.md differs: paste the output of `recjob settings`"
+    rows = [line for line in full.splitlines() if line.startswith("| `")]
+    assert len(rows) > 60 and not [r for r in rows if r.endswith("|  |")]
+    assert "| `train.softmax.negatives` | `2048` |" in full and "`train.bpmf`" in reference.sections_table()

@@ -17,7 +17,7 @@ def data(n_users, n_items, mean=0.0):
 
 def _softmax(n_users=4, n_items=6, **overrides):
     cfg = config.load(None, ["train.model=softmax", "train.factors=3",
-                             *[f"train.{k}={v}" for k, v in overrides.items()]]).train
+                             *[f"train.{'softmax.' if k == 'negatives' else ''}{k}={v}" for k, v in overrides.items()]]).train
     return models.get("softmax").build(data(n_users, n_items), cfg), cfg
 
 
@@ -138,7 +138,7 @@ def test_an_epoch_is_whole_executions_within_a_32nd_of_one_pass():
 
 
 def _seq(n_items=6, **overrides):
-    cfg = config.load(None, ["train.model=seq", "train.factors=4", "shards.history_length=4", "train.markov_order=2",
+    cfg = config.load(None, ["train.model=seq", "train.factors=4", "shards.history_length=4", "train.seq.markov_order=2",
                              "shards.split=temporal", *[f"train.{k}={v}" for k, v in overrides.items()]]).train
     return models.get("seq").build(data(0, n_items), cfg), cfg
 
@@ -310,3 +310,55 @@ def test_a_slow_garbage_collection_is_logged(caplog):
             gc.collect()
     assert caplog.text.count("train: a Python garbage collection (generation 2) took") == 1, caplog.text
     assert all(cb.__name__ != "watch" for cb in gc.callbacks)  # removed on leaving
+
+
+NEW_KIND = '''
+from dataclasses import dataclass
+
+from recjob.models.base import ModelKind
+
+
+@dataclass(frozen=True)
+class Settings:
+    """constant's own settings."""
+
+    value: float = 1.0  # every item's score
+
+
+class Constant(ModelKind):
+    name = "constant"
+    summary = "every item the same score"
+    defaults = {"factors": 1, "l2": 0.0, "bias_l2": 0.0}
+    Settings = Settings
+
+    def check(self, own, cfg):
+        return [] if own.value > 0 else ["train.constant.value must be > 0"]
+
+
+KIND = Constant()
+'''
+
+
+def test_a_new_kind_is_one_module_with_its_own_settings(tmp_path, monkeypatch):
+    """A module in the registry's package is a kind: the configuration, its check, the settings reference and the
+    kinds' table know it, and no other module changes."""
+    import sys
+
+    from recjob.config import ConfigError, reference
+
+    (tmp_path / "constant.py").write_text(NEW_KIND)
+    monkeypatch.setattr(models, "__path__", [*models.__path__, str(tmp_path)])
+    monkeypatch.setattr(models, "KINDS", dict(models.KINDS))
+    monkeypatch.delitem(sys.modules, "recjob.models.constant", raising=False)
+    try:
+        models.discover()
+        cfg = config.load(None, ["train.model=constant", "train.constant.value=2"])
+        assert cfg.train.params.value == 2.0 and cfg.train.factors == 1
+        assert cfg.train.record()["constant"] == {"value": 2.0}
+        with pytest.raises(ConfigError, match="train.constant.value must be > 0"):
+            config.load(None, ["train.model=constant", "train.constant.value=-1"])
+        assert "| `train.constant.value` | `1.0` | every item's score |" in reference.full_reference()
+        assert "`constant`" in models.markdown_table() and "constant" in models.names()
+        assert config.load(None, ["train.constant.value=3"]).train.model == "softmax"  # other kinds' sections kept
+    finally:
+        sys.modules.pop("recjob.models.constant", None)

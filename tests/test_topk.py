@@ -158,7 +158,7 @@ def test_mlp_scoring_matches_the_keras_model():
     from recjob.models import keras_fit, mlp
     from recjob.models.base import ITEM_IN, USER_IN, TrainingData
 
-    cfg = config.load(None, ["train.model=mlp", "train.factors=3", "train.mlp_layers=[5, 4]"]).train
+    cfg = config.load(None, ["train.model=mlp", "train.factors=3", "train.mlp.layers=[5, 4]"]).train
     net = models.get("mlp").build(TrainingData("", "", 100, 6, 9, 3.5, 10), cfg)
     rng = np.random.default_rng(1)
     for name in (keras_fit.USER_BIAS, keras_fit.ITEM_BIAS):

@@ -1,14 +1,33 @@
-"""The model registry: every model kind is one module of this package with a ``KIND`` (see ``base``).
+"""The model registry: every module of this package with a ``KIND`` (a ``base.ModelKind``) is a model kind.
 
 Stages, the configuration check, the DAG's choices and the README's table ask the registry; adding a model is
-one new module here plus its tests. Importing the registry needs neither TensorFlow nor Spark.
+one new module here (found by ``discover``) plus its tests. Importing the registry needs neither TensorFlow nor
+Spark.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from recjob.models import bpmf, bpr, dot, mlp, sasrec, seq, softmax
 from recjob.models.base import Fitted, ModelKind, TrainingData
 
+# The kinds, in the order the README's table shows them; ``discover`` appends any other module's kind.
 KINDS: dict[str, ModelKind] = {m.KIND.name: m.KIND for m in (softmax, bpr, seq, sasrec, dot, mlp, bpmf)}
+
+
+def discover() -> dict[str, ModelKind]:
+    """Register the ``KIND`` of every module of this package (and of any folder added to its ``__path__``)."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in ("base", "keras_fit") or info.name.startswith("_"):
+            continue
+        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "KIND", None)
+        if isinstance(kind, ModelKind) and kind.name not in KINDS:
+            KINDS[kind.name] = kind
+    return KINDS
+
+
+discover()
 
 __all__ = ["KINDS", "Fitted", "ModelKind", "TrainingData", "get", "load_keras_model", "markdown_table", "names"]
 

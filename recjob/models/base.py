@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from recjob.config import TrainConfig
+from recjob.names import HIST_IN, ITEM_IN, NEG_IN, USER_IN  # noqa: F401 (the kinds' inputs, named once)
 
-# Names of the model inputs, as the shard columns are named.
-USER_IN, ITEM_IN, HIST_IN, NEG_IN = "user_idx", "item_idx", "history", "neg_idx"
+# The train section of the configuration (recjob.config.TrainConfig): the settings every kind shares, and
+# ``params``, the chosen kind's own settings (its ``Settings``). Not imported: the configuration imports the
+# registry to check a kind's settings, never the other way round.
+TrainConfig = Any
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """This kind has no settings of its own."""
 
 # Train settings whose default is the same for most kinds; a kind's ``defaults`` may override them.
 COMMON_DEFAULTS = {"dropout": 0.2, "learning_rate": 0.01, "patience": 3}
@@ -61,6 +67,13 @@ class ModelKind:
     needs_item_histories: bool = False  # True: the shards stage's item histories feed training and scoring
     defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None): factors, l2,
     # bias_l2, and any of COMMON_DEFAULTS it sets otherwise
+    # The kind's own settings, reached as train.<kind>.<key>: a frozen dataclass whose fields carry their defaults
+    # and, as comments, their meaning (recjob settings prints them); ``check`` says what is wrong with them.
+    Settings: type = NoSettings
+
+    def check(self, own: Any, cfg: Any) -> list[str]:
+        """Problems with this kind's own settings ``own`` in the whole configuration ``cfg`` (empty: none)."""
+        return []
 
     def settings(self) -> dict:
         """Every train setting this kind fills in when the config leaves it unset."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,8 +16,29 @@ from recjob.models.base import ITEM_IN, USER_IN, Fitted, ModelKind
 FILE = "bpmf.npz"
 
 
+@dataclass(frozen=True)
+class Settings:
+    """bpmf's own settings (train.bpmf.*): the Gibbs sampler's."""
+
+    burn_in: int = 50  # sweeps before the first kept sample
+    samples: int = 50  # posterior samples averaged
+    thin: int = 5  # sweeps between kept samples
+    implicit: bool = True  # the rated items / raters as side information in the priors (SVD++-like)
+    cg_iterations: int = 50  # cap on each conjugate-gradient solve for the implicit links
+    export_rank: int = 32  # the sample average is exported as this many factors (0: samples x factors)
+    noise_prior: float = 0.1  # weight (x n ratings) of the noise prior at the bias model's error
+
+
 class Bpmf(ModelKind):
     name = "bpmf"
+    Settings = Settings
+
+    def check(self, own, cfg):
+        problems = [f"train.bpmf.{k} must be >= 1" for k in ("samples", "thin", "cg_iterations")
+                    if getattr(own, k) < 1]
+        problems += [f"train.bpmf.{k} must be >= 0" for k in ("burn_in", "export_rank", "noise_prior")
+                     if getattr(own, k) < 0]
+        return problems
     summary = "Bayesian MF with biases and implicit feedback, Gibbs sampling (not Keras): predicts ratings"
     predicts_ratings = True
     # rank 10 as in its usual MovieLens set-up (on ML-100k 20 and 32 were no better, 5 worse; README "Models")
@@ -26,7 +48,9 @@ class Bpmf(ModelKind):
         """The epoch log has per sweep the train RMSE of the sample, the validation RMSE of the sample alone
         and of the average of the samples kept so far; the result the validation (RMSE, MAE) of the exported
         factors, exactly as they are scored (float32)."""
-        from recjob import bpmf  # SciPy: only where a bpmf model is fitted, not wherever the registry is read
+        from recjob import (
+            bpmf,  # SciPy: only where a bpmf model is fitted, not wherever the registry is read
+        )
 
         users, items, ratings = feed.read_ratings(data.train_url)
         v_users, v_items, v_ratings = feed.read_ratings(data.validation_url)
@@ -42,9 +66,10 @@ class Bpmf(ModelKind):
             out["val_rmse"] = math.sqrt(float(np.mean(np.square(total / kept - v_ratings)))) if kept else math.nan
             return out
 
-        f = bpmf.sample(users, items, ratings, data.n_users, data.n_items, cfg.factors, cfg.mcmc_burn_in,
-                        cfg.mcmc_samples, cfg.mcmc_thin, cfg.seed, cfg.bpmf_implicit, cfg.mcmc_cg_iterations,
-                        cfg.bpmf_noise_prior, cfg.bpmf_export_rank, on_sweep)
+        own = cfg.params
+        f = bpmf.sample(users, items, ratings, data.n_users, data.n_items, cfg.factors, own.burn_in, own.samples,
+                        own.thin, cfg.seed, own.implicit, own.cg_iterations, own.noise_prior, own.export_rank,
+                        on_sweep)
         epoch_log = f.pop("sweep_log")
         with open(os.path.join(workdir, FILE), "wb") as fh:
             fh.write(bpmf.save(f))

@@ -1,13 +1,10 @@
 """dot: predicted rating = mean + b_u + b_i + <p_u, q_i> (seed 002's model, with biases), trained on MSE."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
-from recjob.models.base import ITEM_IN, USER_IN, TrainingData
+from recjob.models.base import ITEM_IN, TrainConfig, TrainingData, USER_IN
 from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_BIAS, USER_EMB, KerasKind, embedding, optimizer
 
-if TYPE_CHECKING:
-    from recjob.config import TrainConfig
 
 
 def build_rating_model(data: TrainingData, cfg: TrainConfig, mlp_layers: tuple = ()):

@@ -6,7 +6,6 @@ NDCG@k (k = evaluate.k) of a seeded sample of validation users (``RankingProbe``
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import contextlib
 import faulthandler
@@ -20,10 +19,8 @@ import time
 import numpy as np
 
 from recjob import feed
-from recjob.models.base import ITEM_IN, USER_IN, Fitted, ModelKind, TrainingData
+from recjob.models.base import Fitted, ITEM_IN, ModelKind, TrainConfig, TrainingData, USER_IN
 
-if TYPE_CHECKING:
-    from recjob.config import TrainConfig
 
 log = logging.getLogger("recjob.train")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,14 +33,26 @@ def load_weights(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(z[f"w_{j}"], z[f"b_{j}"]) for j in range(len(z.files) // 2)]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """mlp's own settings (train.mlp.*)."""
+
+    layers: tuple = (64, 32)  # the hidden dense layers' widths, first to last
+
+
 class Mlp(Dot):
     """dot's kind (its defaults, a rating model) with the MLP as the interaction."""
 
     name = "mlp"
-    summary = "user and item embeddings through dense layers (train.mlp_layers) + biases + mean: predicts ratings"
+    summary = "user and item embeddings through dense layers (train.mlp.layers) + biases + mean: predicts ratings"
+    Settings = Settings
+
+    def check(self, own, cfg):
+        return [] if own.layers and min(own.layers) >= 1 else [f"train.mlp.layers={list(own.layers)} must be "
+                                                              f"one or more widths >= 1"]
 
     def build(self, data, cfg):
-        return build_rating_model(data, cfg, tuple(cfg.mlp_layers))
+        return build_rating_model(data, cfg, tuple(cfg.params.layers))
 
     def save_scoring_files(self, model, workdir):
         with open(os.path.join(workdir, FILE), "wb") as fh:

@@ -1,5 +1,5 @@
 """sasrec: a self-attention next-item model (SASRec, Kang and McAuley 2018) trained with the softmax objective of
-``softmax`` (the whole catalogue, or ``train.negatives`` sampled items) instead of SASRec's one sampled negative
+``softmax`` (the whole catalogue, or ``train.sasrec.negatives`` sampled items) instead of SASRec's one sampled negative
 per positive: the cross-entropy version is the stronger one (Klenitskiy and Vasilev, RecSys 2023; Petrov and
 Macdonald, RecSys 2023).
 
@@ -161,10 +161,14 @@ class Sasrec(KerasKind):
     # improves slowly while the per-epoch validation probe moves by about its standard error: a patience of 10
     # epochs (3 stopped Industrial_and_Scientific at epoch 5, the training loss still falling fast)
     defaults = {"factors": 64, "l2": 0.0, "bias_l2": 0.0, "dropout": 0.5, "learning_rate": 0.001, "patience": 10}
+    Settings = softmax.Settings  # train.sasrec.negatives
+
+    def check(self, own, cfg):
+        return softmax.check_negatives(self.name, own)
 
     def build(self, data, cfg):
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
-                              negatives=cfg.negatives, seed=cfg.seed, history_length=data.item_histories.shape[1],
+                              negatives=cfg.params.negatives, seed=cfg.seed, history_length=data.item_histories.shape[1],
                               dropout=cfg.dropout, name="recjob_sasrec")
         model.compile(optimizer=optimizer(cfg, data))
         return model

@@ -4,7 +4,7 @@ user factor is computed from the user's latest items h_1 (most recent) .. h_L, n
     u = sum_j P[h_j] / sqrt(n) + sum_{k <= K} w_k P[h_k],   score(u, i) = <u, q_i> + b_i
 
 the first term the user's long-term taste (FISM's average of item vectors over the whole history window), the
-second the Markov part (the last K = train.markov_order items, weighted by learnt w_k). The loss is the softmax
+second the Markov part (the last K = train.seq.markov_order items, weighted by learnt w_k). The loss is the softmax
 one of ``softmax``, each training row predicting its item from the items the user had before it (the train
 shards' ``history`` column). As the user factor depends on the item history alone, scoring computes it from
 each user's latest items of every split (``seq.npz`` holds what that needs), in the executors.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,8 +78,24 @@ def model_class():
     return SeqModel
 
 
+@dataclass(frozen=True)
+class Settings(softmax.Settings):
+    """seq's own settings (train.seq.*): the softmax objective's, and the Markov part's length."""
+
+    markov_order: int = 3  # of the latest items, those that also enter with their own learnt weight
+
+
 class Seq(KerasKind):
     name = "seq"
+    Settings = Settings
+
+    def check(self, own, cfg):
+        problems = softmax.check_negatives(self.name, own)
+        if not 1 <= own.markov_order <= cfg.shards.history_length:
+            problems.append(f"train.seq.markov_order={own.markov_order} must be in 1..shards.history_length="
+                            f"{cfg.shards.history_length}")
+        return problems
+
     summary = ("next-item model: the user factor computed from their latest items (long-term average + Markov "
                "part), softmax objective; ranking scores")
     needs_item_histories = True
@@ -86,7 +103,8 @@ class Seq(KerasKind):
 
     def build(self, data, cfg):
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
-                              negatives=cfg.negatives, seed=cfg.seed, markov=cfg.markov_order, name="recjob_seq")
+                              negatives=cfg.params.negatives, seed=cfg.seed, markov=cfg.params.markov_order,
+                              name="recjob_seq")
         model.compile(optimizer=optimizer(cfg, data))
         return model
 

@@ -6,11 +6,19 @@ correction of sampled softmax)."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
 from recjob.models.base import ITEM_IN, USER_IN
-from recjob.models.keras_fit import ITEM_BIAS, ITEM_EMB, USER_EMB, KerasKind, embedding, optimizer
+from recjob.models.keras_fit import (
+    ITEM_BIAS,
+    ITEM_EMB,
+    USER_EMB,
+    KerasKind,
+    embedding,
+    optimizer,
+)
 
 
 @functools.cache
@@ -81,14 +89,31 @@ def model_class():
     return SoftmaxModel
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The softmax objective's own settings (train.softmax.*; the next-item kinds share them)."""
+
+    # items in each batch's softmax: the whole catalogue when it has at most this many, else this many sampled
+    # uniformly per batch (the log(n_items / negatives) correction applied)
+    negatives: int = 2048
+
+
+def check_negatives(kind: str, own: Settings) -> list[str]:
+    return [f"train.{kind}.negatives={own.negatives} must be >= 1"] if own.negatives < 1 else []
+
+
 class Softmax(KerasKind):
     name = "softmax"
-    summary = "softmax over items (sampled above train.negatives items): ranking scores for top-N lists"
+    summary = "softmax over items (sampled above train.softmax.negatives items): ranking scores for top-N lists"
     defaults = {"factors": 32, "l2": 0.06, "bias_l2": 0.0}
+    Settings = Settings
+
+    def check(self, own, cfg):
+        return check_negatives(self.name, own)
 
     def build(self, data, cfg):
         model = model_class()(n_users=data.n_users, n_items=data.n_items, factors=cfg.factors, l2=cfg.l2,
-                              negatives=cfg.negatives, seed=cfg.seed, name="recjob_softmax")
+                              negatives=cfg.params.negatives, seed=cfg.seed, name="recjob_softmax")
         model.compile(optimizer=optimizer(cfg, data))
         return model
 

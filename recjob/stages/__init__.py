@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Iterator
 
-from recjob.names import STAGES as ORDER  # the one list of stages
+from recjob.names import STAGES as ORDER  # noqa: F401 (the one list of stages, re-exported)
 
 log = logging.getLogger("recjob.stages")
 

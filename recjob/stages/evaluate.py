@@ -26,6 +26,7 @@ from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config, EvaluateConfig
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,9 @@ def als_factors(model) -> tuple[DataFrame, pd.DataFrame]:
 
 
 def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame, pd.DataFrame]:
-    u = warehouse.read_partition(spark, cfg.table("user_factors"), ds).select(
+    u = warehouse.read_partition(spark, cfg.table(Table.USER_FACTORS), ds).select(
         S.USER_IDX, F.lit("").alias(S.USER), "bias", "factors")
-    items = warehouse.read_partition(spark, cfg.table("item_factors"), ds).select(S.ITEM_IDX, "bias", "factors").toPandas()
+    items = warehouse.read_partition(spark, cfg.table(Table.ITEM_FACTORS), ds).select(S.ITEM_IDX, "bias", "factors").toPandas()
     return u, _index_items(items)
 
 
@@ -210,9 +211,9 @@ def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("evaluate", ds) as record:
         e, store = cfg.evaluate, Artifacts(cfg, spark, ds)
-        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
+        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.SHARDS), ds).collect()}
         frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
-        run_row = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()
+        run_row = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()
         kind = models.get(run_row["model"])
         model = (*model_factors(spark, cfg, ds), kind.scoring_layers(store.load_model_file))
         test_model = None
@@ -237,8 +238,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
-        n = warehouse.write_partition(table, cfg.table("evaluation"), ds)
-        record["wrote"] = {cfg.table("evaluation"): n}
+        n = warehouse.write_partition(table, cfg.table(Table.EVALUATION), ds)
+        record["wrote"] = {cfg.table(Table.EVALUATION): n}
         record["metrics"] = summary(rows)
         files = run_report.render(ds, kind.name, record["metrics"], store.read_epoch_log()["epoch_log"],
                                   report_items(spark, cfg, ds, frames[S.TRAIN]), e.k)
@@ -286,8 +287,8 @@ def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, 
 def report_items(spark: SparkSession, cfg: Config, ds: str, train: DataFrame) -> pd.DataFrame:
     """The 3,000 most trained-on items with titles and factors, for the report's map and neighbours."""
     counts = train.groupBy(S.ITEM_IDX).agg(F.count(F.lit(1)).alias("n"))
-    return (warehouse.read_partition(spark, cfg.table("item_factors"), ds).join(counts, S.ITEM_IDX)
-            .join(warehouse.read_partition(spark, cfg.table("items"), ds).select(S.ITEM, S.TITLE), S.ITEM, "left")
+    return (warehouse.read_partition(spark, cfg.table(Table.ITEM_FACTORS), ds).join(counts, S.ITEM_IDX)
+            .join(warehouse.read_partition(spark, cfg.table(Table.ITEMS), ds).select(S.ITEM, S.TITLE), S.ITEM, "left")
             .orderBy(F.col("n").desc(), S.ITEM).limit(3000).select(S.ITEM, S.TITLE, "factors", "n").toPandas())
 
 

@@ -16,6 +16,7 @@ from recjob import schema as S
 from recjob import warehouse
 from recjob.config import Config
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ def transform(ids: DataFrame, previous: DataFrame | None, id_col: str, idx_col: 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("ids", ds) as record:
-        interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
-        record["read"] = {cfg.table("interactions"): interactions.count()}
+        interactions = warehouse.read_partition(spark, cfg.table(Table.INTERACTIONS), ds)
+        record["read"] = {cfg.table(Table.INTERACTIONS): interactions.count()}
         record["wrote"] = {}
         for id_col, idx_col, name in ((S.USER, S.USER_IDX, "user_index"), (S.ITEM, S.ITEM_IDX, "item_index")):
             table = cfg.table(name)

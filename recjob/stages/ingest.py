@@ -34,6 +34,7 @@ from recjob.readers import HEADER, MAX_REVIEW_TIME, delimited, movielens, sequen
 from recjob.readers.lines import decode
 from recjob.config import Config
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -530,15 +531,15 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
                 log.warning("ingest: %d reviews of %d items have no metadata (no title in the published lists)",
                             n_untitled, untitled.select(S.ITEM).distinct().count())
             record["reviews_without_metadata"] = n_untitled
-        n_reviews = warehouse.write_partition(reviews, cfg.table("reviews"), ds)
-        n_items = warehouse.write_partition(items, cfg.table("items"), ds)
-        n_bad = warehouse.write_partition(quarantine, cfg.table("quarantine"), ds)
+        n_reviews = warehouse.write_partition(reviews, cfg.table(Table.REVIEWS), ds)
+        n_items = warehouse.write_partition(items, cfg.table(Table.ITEMS), ds)
+        n_bad = warehouse.write_partition(quarantine, cfg.table(Table.QUARANTINE), ds)
         if heldout is not None:
             record["heldout"] = warehouse.write_partition(heldout.select(S.USER, S.ITEM).distinct(),
-                                                          cfg.table("heldout"), ds)
+                                                          cfg.table(Table.HELDOUT), ds)
         for source, entry in sorted(counts.items()):
             for reason, n in sorted(entry["quarantined"].items()):
                 log.warning("ingest: quarantined %d %s lines: %s", n, source, reason)
-        record["wrote"] = {cfg.table("reviews"): n_reviews, cfg.table("items"): n_items,
-                           cfg.table("quarantine"): n_bad}
+        record["wrote"] = {cfg.table(Table.REVIEWS): n_reviews, cfg.table(Table.ITEMS): n_items,
+                           cfg.table(Table.QUARANTINE): n_bad}
     return record

@@ -22,6 +22,7 @@ from recjob import models, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ COLUMNS = [S.USER, S.RANK, S.ITEM, S.TITLE, S.SCORE]
 
 # What describes a ds's model: the tables (ds partitions) and folders (under data_dir) that train, score and
 # evaluate write for it.
-MODEL_TABLES = ("training_runs", "user_factors", "item_factors", "scores", "evaluation")
+MODEL_TABLES = (Table.TRAINING_RUNS, Table.USER_FACTORS, Table.ITEM_FACTORS, Table.SCORES, Table.EVALUATION)
 MODEL_FOLDERS = ("models", "reports")
 
 
@@ -89,7 +90,7 @@ def published_copy(cfg: Config, spark: SparkSession, ds: str) -> str | None:
     published = cfg.ds_path("published", ds)
     pending = published + PENDING
     if warehouse.path_exists(spark, pending):
-        current = warehouse.partition_location(spark, cfg.table("recommendations"), ds)
+        current = warehouse.partition_location(spark, cfg.table(Table.RECOMMENDATIONS), ds)
         version_file = f"{pending}/{VERSION_FILE}"
         version = warehouse.read_text(spark, version_file) if warehouse.path_exists(spark, version_file) else ""
         if warehouse.same_location(current, version.strip()):
@@ -154,12 +155,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("publish", ds) as record:
         published_copy(cfg, spark, ds)  # finishes a publish stopped between its switch and its copy's move
         if cfg.gate.enabled:
-            rows = (warehouse.read_partition(spark, cfg.table("evaluation"), ds)
+            rows = (warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
                     .where(F.col(S.SPLIT) == S.VALIDATION).collect())
             evaluation: dict = {}
             for r in rows:
                 evaluation.setdefault(r["model"], {})[r["metric"]] = r["value"]
-            kind = warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"]
+            kind = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()["model"]
             reasons = gate(evaluation, models.get(kind).predicts_ratings, cfg.gate, cfg.evaluate.k)
             if reasons:
                 kept_at = set_aside(cfg, spark, ds)
@@ -168,9 +169,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                  + f" (thresholds: gate.*; gate.enabled=false to skip). The refused model's outputs "
                                  f"are in {kept_at}; the ds's tables describe its published model again")
             record["gate"] = "passed"
-        scores = warehouse.read_partition(spark, cfg.table("scores"), ds)
-        item_index = warehouse.read_partition(spark, cfg.table("item_index"), ds)
-        items = warehouse.read_partition(spark, cfg.table("items"), ds)
+        scores = warehouse.read_partition(spark, cfg.table(Table.SCORES), ds)
+        item_index = warehouse.read_partition(spark, cfg.table(Table.ITEM_INDEX), ds)
+        items = warehouse.read_partition(spark, cfg.table(Table.ITEMS), ds)
         recs = transform(scores, item_index, items).cache()
         problems = check(recs)
         if problems:
@@ -182,7 +183,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         def keep_copy(version: str) -> None:  # before the switch: no list is published without its model's copy
             record["saved"] = save_model_outputs(cfg, spark, ds, published + PENDING, version)
 
-        n = warehouse.publish_partition(recs, cfg.table("recommendations"), ds, before_switch=keep_copy)
+        n = warehouse.publish_partition(recs, cfg.table(Table.RECOMMENDATIONS), ds, before_switch=keep_copy)
         warehouse.replace_folder(spark, published + PENDING, published)
         if cfg.publish.jdbc_url:
             served = serving.export(recs, cfg.publish, ds)
@@ -193,8 +194,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         if untitled:
             log.warning("publish: %d of %d recommendations have no title (item missing from metadata)", untitled, n)
         recs.unpersist()
-        record["read"] = {cfg.table("scores"): scores.count()}
-        record["wrote"] = {cfg.table("recommendations"): n, "users": users}
+        record["read"] = {cfg.table(Table.SCORES): scores.count()}
+        record["wrote"] = {cfg.table(Table.RECOMMENDATIONS): n, "users": users}
         if cfg.publish.jdbc_url:
             record["wrote"][f"serving {cfg.publish.jdbc_table}"] = served
     return record

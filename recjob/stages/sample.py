@@ -11,6 +11,7 @@ from recjob import readers, warehouse
 from recjob import schema as S
 from recjob.config import Config, SampleConfig
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tupl
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("sample", ds) as record:
-        reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
+        reviews = warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
         dated = readers.has_times(cfg.input)
         out, counts = transform(reviews, cfg.sample, dated)
         n_in = counts.pop("read")
@@ -104,8 +105,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 f"sample: nothing left after the time window [{s.start}, {s.end}) ({counts['window']} rows), "
                 f"user sample and {s.min_user_reviews}/{s.min_item_reviews}-core ({n_in} reviews read): "
                 f"widen sample.start/sample.end or lower sample.min_user_reviews/min_item_reviews")
-        n = warehouse.write_partition(out, cfg.table("interactions"), ds)
-        record["read"] = {cfg.table("reviews"): n_in}
+        n = warehouse.write_partition(out, cfg.table(Table.INTERACTIONS), ds)
+        record["read"] = {cfg.table(Table.REVIEWS): n_in}
         record["steps"] = counts
-        record["wrote"] = {cfg.table("interactions"): n}
+        record["wrote"] = {cfg.table(Table.INTERACTIONS): n}
     return record

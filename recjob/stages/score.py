@@ -30,6 +30,7 @@ from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +38,32 @@ log = logging.getLogger(__name__)
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("score", ds) as record:
         store = Artifacts(cfg, spark, ds)
-        kind = models.get(warehouse.read_partition(spark, cfg.table("training_runs"), ds).first()["model"])
-        mean = (warehouse.read_partition(spark, cfg.table("shards"), ds).where(F.col(S.SPLIT) == S.TRAIN)
+        kind = models.get(warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()["model"])
+        mean = (warehouse.read_partition(spark, cfg.table(Table.SHARDS), ds).where(F.col(S.SPLIT) == S.TRAIN)
                 .first()["rating_mean"] if kind.predicts_ratings else 0.0)
-        items_pdf = warehouse.read_partition(spark, cfg.table("item_factors"), ds).toPandas()  # sized by items
+        items_pdf = warehouse.read_partition(spark, cfg.table(Table.ITEM_FACTORS), ds).toPandas()  # sized by items
         matrix = topk.item_matrix(items_pdf, kind.scoring_layers(store.load_model_file))
-        trained = warehouse.read_partition(spark, cfg.table("user_factors"), ds)
-        sampled = (warehouse.read_partition(spark, cfg.table("interactions"), ds).select(S.USER).distinct()
-                   .join(warehouse.read_partition(spark, cfg.table("user_index"), ds).select(S.USER, S.USER_IDX), S.USER))
+        trained = warehouse.read_partition(spark, cfg.table(Table.USER_FACTORS), ds)
+        sampled = (warehouse.read_partition(spark, cfg.table(Table.INTERACTIONS), ds).select(S.USER).distinct()
+                   .join(warehouse.read_partition(spark, cfg.table(Table.USER_INDEX), ds).select(S.USER, S.USER_IDX), S.USER))
         cold = cold_users(sampled, trained).cache()
         n_cold = cold.count()
         users = trained.unionByName(cold)
         encoder = kind.history_encoder(store.load_model_file)
         if encoder is not None:
             users = topk.encoded_users(users, spark.read.parquet(store.latest_items), encoder)
-        reviews = warehouse.read_partition(spark, cfg.table("reviews"), ds)
+        reviews = warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
         reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)
         seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
         recs = topk.recommend(users, seen, matrix, cfg.score.top_n, cfg.score.block_users, float(mean))
-        n = warehouse.write_partition(recs, cfg.table("scores"), ds)
+        n = warehouse.write_partition(recs, cfg.table(Table.SCORES), ds)
         n_users = users.count()
         log.info("score: %d users x %d items -> %d recommendations (top %d); %d of the users have no factors "
                  "(no review in the train split) and got the model's lists for a user without train history",
                  n_users, len(matrix["asin"]), n, cfg.score.top_n, n_cold)
         cold.unpersist()
-        record["read"] = {cfg.table("user_factors"): n_users - n_cold, cfg.table("item_factors"): len(matrix["asin"])}
-        record["wrote"] = {cfg.table("scores"): n}
+        record["read"] = {cfg.table(Table.USER_FACTORS): n_users - n_cold, cfg.table(Table.ITEM_FACTORS): len(matrix["asin"])}
+        record["wrote"] = {cfg.table(Table.SCORES): n}
         record["users_without_factors"] = n_cold
     return record
 

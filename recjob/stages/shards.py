@@ -18,6 +18,7 @@ from recjob import warehouse
 from recjob.artifacts import Artifacts
 from recjob.config import Config, ShardsConfig
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,10 @@ def write_histories(latest: DataFrame, path: str) -> int:
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("shards", ds) as record:
         sh, store = cfg.shards, Artifacts(cfg, spark, ds)
-        interactions = warehouse.read_partition(spark, cfg.table("interactions"), ds)
-        users = warehouse.read_partition(spark, cfg.table("user_index"), ds)
-        items = warehouse.read_partition(spark, cfg.table("item_index"), ds)
-        heldout = (warehouse.read_partition(spark, cfg.table("heldout"), ds) if sh.split == "given" else None)
+        interactions = warehouse.read_partition(spark, cfg.table(Table.INTERACTIONS), ds)
+        users = warehouse.read_partition(spark, cfg.table(Table.USER_INDEX), ds)
+        items = warehouse.read_partition(spark, cfg.table(Table.ITEM_INDEX), ds)
+        heldout = (warehouse.read_partition(spark, cfg.table(Table.HELDOUT), ds) if sh.split == "given" else None)
         rows = transform(interactions, users, items, sh, heldout).cache()
         n_in, n_rows = interactions.count(), rows.count()
         if n_rows != n_in:
@@ -181,9 +182,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             raise ValueError("shards: the train or validation split is empty; add data or change shards.* fractions")
         table = spark.createDataFrame(stats, "split string, path string, rows long, users long, items long, "
                                              "rating_mean double, files int, user_index_size long, item_index_size long")
-        warehouse.write_partition(table, cfg.table("shards"), ds)
+        warehouse.write_partition(table, cfg.table(Table.SHARDS), ds)
         rows.unpersist()
-        record["read"] = {cfg.table("interactions"): n_in}
+        record["read"] = {cfg.table(Table.INTERACTIONS): n_in}
         record["wrote"] = {s[1]: s[2] for s in stats}
         record["wrote"].update(histories)
     return record

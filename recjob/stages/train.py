@@ -25,6 +25,7 @@ from recjob import schema as S
 from recjob.artifacts import Artifacts, reader_url
 from recjob.config import Config
 from recjob.stages import stage_timer
+from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("train", ds) as record:
         store, t = Artifacts(cfg, spark, ds), cfg.train
         kind = models.get(t.model)
-        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table("shards"), ds).collect()}
+        stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.SHARDS), ds).collect()}
         data = training_data(stats, store, cfg, kind.needs_item_histories)
         log.info("train: %s model, %d factors, %d users x %d items, %d train / %d validation rows, mean %.4f",
                  kind.name, t.factors, data.n_users, data.n_items, data.train_rows, stats[S.VALIDATION]["rows"],
@@ -107,15 +108,15 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             kept = sorted(os.listdir(model_dir))
             store.clear_models()
             store.put_model_files(model_dir)
-        epoch_log = store.write_epoch_log({"config": t.__dict__, "result": result, "epoch_log": fitted.epoch_log})
+        epoch_log = store.write_epoch_log({"config": t.record(), "result": result, "epoch_log": fitted.epoch_log})
         wrote = {}
         for side, idx_col, id_col in (("user", S.USER_IDX, S.USER), ("item", S.ITEM_IDX, S.ITEM)):
-            ids = warehouse.read_partition(spark, cfg.table(f"{side}_index"), ds)
+            ids = warehouse.read_partition(spark, cfg.table(Table.USER_INDEX if side == "user" else Table.ITEM_INDEX), ds)
             table = factor_table(spark.read.parquet(store.factors(side)), train_df, ids, idx_col, id_col)
-            wrote[cfg.table(f"{side}_factors")] = warehouse.write_partition(table, cfg.table(f"{side}_factors"), ds)
-        runs = spark.createDataFrame([(kind.name, json.dumps(t.__dict__, default=str), store.model_dir, json.dumps(result, default=str))],
+            wrote[cfg.table(Table.USER_FACTORS if side == "user" else Table.ITEM_FACTORS)] = warehouse.write_partition(table, cfg.table(Table.USER_FACTORS if side == "user" else Table.ITEM_FACTORS), ds)
+        runs = spark.createDataFrame([(kind.name, json.dumps(t.record(), default=str), store.model_dir, json.dumps(result, default=str))],
                                      "model string, params string, model_path string, result string")
-        warehouse.write_partition(runs, cfg.table("training_runs"), ds)
+        warehouse.write_partition(runs, cfg.table(Table.TRAINING_RUNS), ds)
         record["read"] = {s: stats[s]["rows"] for s in S.SPLITS}
         record["result"] = {k: v for k, v in result.items() if not k.endswith("_baselines")}
         record["wrote"] = {**wrote, "model files": kept, "epoch log": epoch_log}
