@@ -96,7 +96,7 @@ def _busy(cfg: Config, holder: str) -> MetastoreBusy:
 
 def hold_embedded_metastore(cfg: Config, wait_s: float = LINGERING_JVM_WAIT_S) -> None:
     """Take the embedded metastore for this process before its JVM boots Derby: an flock on
-    ``data_dir/locks/metastore.lock`` (released by the kernel when the process ends, however it ends), held by
+    ``data_dir/metastore.owner`` (released by the kernel when the process ends, however it ends), held by
     one recjob process at a time, so two commands started together cannot both pass the check and race inside
     Derby. A live holder is refused at once (``MetastoreBusy``, with its pid and command); then Derby's own lock
     is waited for up to ``wait_s`` (the JVM of a command that has just exited)."""
@@ -104,7 +104,7 @@ def hold_embedded_metastore(cfg: Config, wait_s: float = LINGERING_JVM_WAIT_S) -
 
     if cfg.spark.metastore != "derby" or cfg.data_dir in _held:
         return
-    path = Path(cfg.path("locks")) / "metastore.lock"
+    path = Path(cfg.path("metastore.owner"))  # beside metastore_db; never removed (an flock file only)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")  # noqa: SIM115 (kept open for the process's life: the flock lives with it)
     try:

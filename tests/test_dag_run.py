@@ -8,7 +8,6 @@ eight spark-submits, about four minutes on 2 cores.)
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

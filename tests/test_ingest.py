@@ -6,6 +6,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from recjob import schema as S
+from recjob.readers import amazon
 from recjob import warehouse
 from recjob.stages import ingest
 
@@ -47,16 +48,16 @@ def reference(lines):
         try:
             r = json.loads(line)
         except ValueError:
-            bad.append(ingest.MALFORMED)
+            bad.append(amazon.MALFORMED)
             continue
         if not r.get("reviewerID"):
-            bad.append(ingest.MISSING_USER)
+            bad.append(amazon.MISSING_USER)
         elif not r.get("asin"):
-            bad.append(ingest.MISSING_ITEM)
+            bad.append(amazon.MISSING_ITEM)
         elif not isinstance(r.get("overall"), (int, float)) or not 1 <= r["overall"] <= 5:
-            bad.append(ingest.BAD_RATING)
+            bad.append(amazon.BAD_RATING)
         elif r.get("unixReviewTime") is None:
-            bad.append(ingest.BAD_TIME)
+            bad.append(amazon.BAD_TIME)
         else:
             good.append(r)
     df = pd.DataFrame(good).sort_values(["unixReviewTime"], ascending=False)
@@ -67,7 +68,7 @@ def reference(lines):
 
 def test_reviews_parsing_and_quarantine_match_reference(spark, tmp_path):
     path = _write(tmp_path / "r.json.gz", LINES)
-    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [path])))
+    clean, quarantine = ingest.transform_reviews(amazon.parse_reviews(ingest.read_lines(spark, [path])))
     ref_clean, ref_reasons = reference(LINES)
     got = clean.toPandas().sort_values([S.USER, S.ITEM]).reset_index(drop=True)
     want = ref_clean.sort_values(["reviewerID", "asin"]).reset_index(drop=True)
@@ -114,7 +115,7 @@ def test_all_invalid_input_fails_with_quarantine_pointer(spark, tmp_path, make_c
 
 def test_real_amazon_file_parses_completely(spark):
     path = shared_file("amazon2018/All_Beauty_5.json.gz")
-    clean, quarantine = ingest.transform_reviews(ingest.parse_reviews(ingest.read_lines(spark, [str(path)])))
+    clean, quarantine = ingest.transform_reviews(amazon.parse_reviews(ingest.read_lines(spark, [str(path)])))
     n_clean, n_q = clean.count(), quarantine.count()
     assert n_clean + n_q == 5269
     reasons = {r[S.REASON] for r in quarantine.select(S.REASON).distinct().collect()}

@@ -28,7 +28,7 @@ def tables(spark, cfg):
 # ---------------------------------------------------------------- pure parsing
 
 def test_delimited_line_parsing():
-    lay = readers.Layout(("user", "item", "time", "rating"), ",", True)
+    lay = delimited.Layout(("user", "item", "time", "rating"), ",", True)
     assert delimited.parse_line("A1,B2,2018-09-28T00:00:00,5.0", lay) == (
         [("A1", "B2", 5.0, 1538092800, None, None, None, None)], None)
     assert delimited.parse_line("A1,B2,2018-09-28,4", lay)[0][0][2:4] == (4.0, 1538092800)  # a date: midnight UTC
@@ -41,7 +41,7 @@ def test_delimited_line_parsing():
                          ("A1,B2,28/09/2018,5", delimited.BAD_TIME), ("A1,B2,-5,5", delimited.BAD_TIME),
                          ("A1,B2,1538092800000,5", delimited.FUTURE_TIME)]:
         assert delimited.parse_line(line, lay) == ([], reason), line
-    no_time = readers.Layout(("user", "item", "_"), "\t")
+    no_time = delimited.Layout(("user", "item", "_"), "\t")
     assert delimited.parse_line("1\t2\tjunk", no_time) == ([("1", "2", 1.0, None, None, None, None, None)], None)
 
 
@@ -65,12 +65,12 @@ def test_input_settings_are_checked():
     assert "train.model=bpmf predicts ratings" in problems("input.format=sequences", "train.model=bpmf")
     assert "has no rating column" in problems("input.format=csv", "input.columns=user,item,time", "train.model=dot")
     ok = config.load(None, ["input.format=csv", "input.columns=user,item,rating", "input.reviews=x/ratings.tsv.gz"])
-    assert readers.layout(ok.input).delimiter == "\t" and not readers.has_times(ok.input)
+    assert delimited.layout(ok.input).delimiter == "\t" and not readers.has_times(ok.input)
     assert readers.has_ratings(ok.input)
     tab = config.load(None, ["input.format=csv", "input.columns=user,item", "input.delimiter=\\t"])
-    assert readers.layout(tab.input).delimiter == "\t" and not readers.has_ratings(tab.input)
+    assert delimited.layout(tab.input).delimiter == "\t" and not readers.has_ratings(tab.input)
     preset = config.load(None, ["input.format=amazon-ratings"])
-    assert readers.layout(preset.input).columns == ("item", "user", "rating", "time")
+    assert delimited.layout(preset.input).columns == ("item", "user", "rating", "time")
     assert readers.has_times(preset.input) and not readers.has_times(config.load(None, ["input.format=sequences"]).input)
 
 
@@ -177,4 +177,62 @@ def F_not_null(column):
 def test_named_delimiters():
     for name, char in [("tab", "\t"), ("pipe", "|"), ("comma", ","), (";", ";")]:
         cfg = config.load(None, ["input.format=csv", "input.columns=user,item", f"input.delimiter={name}"])
-        assert readers.layout(cfg.input).delimiter == char
+        assert delimited.layout(cfg.input).delimiter == char
+
+
+NEW_READER = '''
+from pyspark.sql import functions as F
+
+from recjob.readers.base import Reader
+from recjob.readers.lines import SCHEMA, map_lines
+
+
+def parse_line(text):  # "user;item" per line, no rating, no time
+    user, _, item = text.partition(";")
+    return ([(user, item, 1.0, None, None, None, None, None)], None) if user and item else ([], "not user;item")
+
+
+class Pairs(Reader):
+    name = "pairs"
+    summary = "user;item per line"
+
+    def has_times(self, inp):
+        return False
+
+    def has_ratings(self, inp):
+        return False
+
+    def parser(self, inp):
+        return lambda lines: lines.mapInPandas(lambda b: map_lines(b, parse_line), SCHEMA)
+
+
+READERS = (Pairs(),)
+'''
+
+
+def test_a_new_input_format_is_one_module(spark, tmp_path, make_cfg, monkeypatch):
+    """A module with READERS in the readers' package is a format: the configuration check and ingest use it;
+    ingest names no format."""
+    import sys
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "pairs.py").write_text(NEW_READER)
+    monkeypatch.setattr(readers, "__path__", [*readers.__path__, str(pkg)])
+    monkeypatch.setattr(readers, "READERS", dict(readers.READERS))
+    try:
+        readers.discover()
+        from pyspark import cloudpickle  # the executors' Python cannot import a module of a tmp folder: ship it
+
+        cloudpickle.register_pickle_by_value(sys.modules["recjob.readers.pairs"])
+        data = tmp_path / "pairs.txt"
+        data.write_text("u1;a\nu1;b\nu2;a\nnonsense\n")
+        cfg = make_cfg("input.format=pairs", f"input.reviews={data}", "input.metadata=", "ingest.max_bad_fraction=1")
+        with pytest.raises(config.ConfigError, match="predicts ratings"):
+            make_cfg("input.format=pairs", f"input.reviews={data}", "train.model=dot")
+        report = ingest.run(cfg, spark, "2024-01-01")
+        assert report["wrote"][cfg.table("reviews")] == 3 and report["wrote"][cfg.table("quarantine")] == 1
+        times = read_partition(spark, cfg.table("reviews"), "2024-01-01").where("reviewerID = 'u1'").toPandas()
+        assert sorted(times["unixReviewTime"]) == [0, 1]  # no times: file order is the time
+    finally:
+        sys.modules.pop("recjob.readers.pairs", None)

@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 class InputConfig:
     """Where the raw data is and which reader understands it."""
 
-    format: str = "amazon"  # amazon | movielens | csv | amazon-ratings | sequences (recjob.readers.FORMATS)
+    format: str = "amazon"  # a format of the readers' registry (recjob/readers/): amazon, movielens, csv, amazon-ratings, sequences
     reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
     metadata: str = "raw/meta.json.gz"  # optional: empty string for none
     test: str = ""  # optional given test split in the same format (e.g. ml-100k u1.test): shards.split=given

@@ -8,7 +8,7 @@ import pandas as pd
 from pyspark.sql import types as T
 
 from recjob import schema as S
-from recjob.readers import BLANK, HEADER, NOT_UTF8
+from recjob.readers.base import BLANK, HEADER, NOT_UTF8
 
 # Besides the review fields: the source file, an id increasing along each file, the row's position on its line
 # (a sequence line holds many), the quarantine reason (None: clean) and, for a quarantined line, its text.

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recjob import schema as S
+from recjob.readers.base import Reader
 
 
 def read(spark: SparkSession, ratings_path: str, movies_path: str | None) -> tuple[DataFrame, DataFrame | None, DataFrame]:
@@ -53,3 +54,15 @@ def read(spark: SparkSession, ratings_path: str, movies_path: str | None) -> tup
         items = m.select(S.ITEM, S.TITLE, F.lit(None).cast("string").alias("brand"),
                          F.lit("Movies").alias("main_cat"), "category", F.lit(None).cast("string").alias("price"))
     return reviews, items, quarantine
+
+
+class MovieLens(Reader):
+    name = "movielens"
+    summary = "MovieLens u.data / ratings.dat / ratings.csv, with u.item / movies.dat / movies.csv"
+    whole_files = True
+
+    def read(self, spark, reviews_path, metadata_path):
+        return read(spark, reviews_path, metadata_path)
+
+
+READERS = (MovieLens(),)

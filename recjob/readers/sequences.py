@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from recjob.readers.base import Reader
 from recjob.readers.lines import SCHEMA, map_lines, plain_id
 
 NO_ITEMS = "sequence line without items"
@@ -26,3 +27,21 @@ def parse_line(text: str) -> tuple[list[tuple], str | None]:
 def parse(lines: DataFrame) -> DataFrame:
     """Lines (line, file, _line) -> ``readers.lines.SCHEMA`` rows, one per item of each line."""
     return lines.mapInPandas(lambda batches: map_lines(batches, parse_line), SCHEMA)
+
+
+class Sequences(Reader):
+    name = "sequences"
+    summary = ("one user per line, 'user item1 item2 ...' in time order (S3-Rec), or 'user item' per line "
+               "(SASRec): no times, the order is the time")
+
+    def has_times(self, inp):
+        return False
+
+    def has_ratings(self, inp):
+        return False
+
+    def parser(self, inp):
+        return parse
+
+
+READERS = (Sequences(),)

@@ -1,64 +1,37 @@
 """ingest: raw review and metadata files -> typed ``reviews`` and ``items`` tables + ``quarantine``.
 
-Reads ``input.format`` files (``recjob.readers``: Amazon JSON lines, 2018 and 2014, by default; MovieLens,
-delimited rating files, next-item sequence files) from a path, folder or glob on any Hadoop filesystem. Every
+Reads ``input.format`` files (their reader: ``recjob.readers``) from a path, folder or glob on any Hadoop
+filesystem; the reader parses the lines (or reads whole files), this stage accounts for them. Every
 line is accounted for: it is either a clean review (item) or a quarantine row with its reason and source file;
 a file that cannot be read at all is named in a one-line error, or, with ``ingest.skip_unreadable_files``,
 recorded in quarantine while the other files go on.
 
-Lines (of JSON, delimited and sequence files) are parsed strictly in Python (``mapInPandas``), not by Spark's
-JSON reader, which would stringify an id given as a number or an object, accept a ``[{...}]`` array as rows,
-drop a second object on the same line and turn non-UTF-8 bytes into replacement characters. Nothing is
+Nothing is
 replaced before it is validated: when the input is refused (no valid review, too many bad lines, no valid
 metadata) the previous tables of the ds stay as they were, and the refused run's quarantine rows go to
 ``rejected/ds=<ds>/ingest/quarantine`` for inspection.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 import urllib.parse
-from functools import partial
-from typing import Any, Iterator
 
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recjob import errors, readers, warehouse
 from recjob import schema as S
-from recjob.readers import HEADER, MAX_REVIEW_TIME, delimited, movielens, sequences
-from recjob.readers.lines import decode
+from recjob.readers import BLANK, HEADER
 from recjob.config import Config
 from recjob.stages import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)
 
-# Reasons a line is quarantined: whole lines (the first two shared with every line reader, as is HEADER) ...
-NOT_UTF8, BLANK = readers.NOT_UTF8, readers.BLANK
-MALFORMED = "malformed JSON"
-NOT_OBJECT = "not a JSON object (an array, a scalar or null)"
-TRAILING = "more than one JSON value on the line"
-# ... review fields ...
-MISSING_USER = "missing reviewerID"
-MISSING_ITEM = "missing asin"
-BAD_USER = "reviewerID not a plain string (a number, list or object, or padded with spaces)"
-BAD_ITEM = "asin not a plain string (a number, list or object, or padded with spaces)"
-BAD_RATING = "overall missing or not a number in 1..5"
-BAD_TIME = "unixReviewTime missing, not an integer or negative"
-FUTURE_TIME = "unixReviewTime after 2100 (milliseconds? far future?)"
-BAD_FIELD = "verified, vote, summary or reviewText of the wrong type"
 DUPLICATE = "duplicate (reviewerID, asin): a later review kept"
-# ... metadata fields ...
-META_MISSING_ITEM = "metadata without asin"
-META_BAD_ITEM = "metadata asin not a plain string (a number, list or object, or padded with spaces)"
-META_BAD_FIELD = "metadata title, brand, main_cat, category or price of the wrong type"
 META_DUPLICATE = "duplicate metadata asin: first kept"
-# ... and whole files.
 UNREADABLE = "unreadable file"
 
 # Quarantined for these, a line is not "bad" input: it counts towards ingest.max_bad_fraction only otherwise.
@@ -68,112 +41,9 @@ NOT_BAD = (DUPLICATE, META_DUPLICATE, BLANK, HEADER)
 # are ranked to find the duplicates; above it every clean line is ranked (a shuffle of the whole lines).
 BROADCAST_REPEATED_KEYS = 1_000_000
 
-_TRACE = [T.StructField("file", T.StringType()), T.StructField("_line", T.LongType()),
-          T.StructField(S.REASON, T.StringType()), T.StructField(S.RAW, T.StringType())]
-
 
 class InputRefused(RuntimeError):
     """The input cannot make a trustworthy run (unreadable, too much bad data): retrying will not help."""
-
-
-# ---------------------------------------------------------------- strict parsing of one line (pure Python)
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # NaN, Infinity are not JSON
-
-
-def parse_line(line: bytes | None) -> tuple[dict | None, str | None, str]:
-    """One line -> (the JSON object, None, text) or (None, reason, text). ``text`` is the line as readable
-    text: non-UTF-8 bytes are kept as ``\\xNN`` escapes, so the quarantine table stays readable."""
-    text, reason = decode(line)
-    if reason:
-        return None, reason, text
-    try:
-        start = len(text) - len(text.lstrip())
-        obj, end = _DECODER.raw_decode(text, start)
-    except (ValueError, RecursionError):
-        return None, MALFORMED, text
-    if text[end:].strip():
-        return None, TRAILING, text
-    if not isinstance(obj, dict):
-        return None, NOT_OBJECT, text
-    return obj, None, text
-
-
-def _id(value: Any, missing: str, bad: str) -> str | None:
-    """None when the id is a plain string, else the reason."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return missing
-    if not isinstance(value, str) or value != value.strip() or not value.isprintable():
-        return bad
-    return None
-
-
-def _text(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_review(obj: dict, max_time: int = MAX_REVIEW_TIME) -> tuple[tuple | None, str | None]:
-    """A parsed review -> (its ``S.REVIEW`` values, None) or (None, reason)."""
-    user, item = obj.get(S.USER), obj.get(S.ITEM)
-    reason = _id(user, MISSING_USER, BAD_USER) or _id(item, MISSING_ITEM, BAD_ITEM)
-    if reason:
-        return None, reason
-    rating, time = obj.get(S.RATING), obj.get(S.TIME)
-    if not _number(rating) or not 1.0 <= rating <= 5.0:
-        return None, BAD_RATING
-    if not isinstance(time, int) or isinstance(time, bool) or time < 0:
-        return None, BAD_TIME
-    if time > max_time:
-        return None, FUTURE_TIME
-    verified, vote = obj.get("verified"), obj.get("vote")
-    if isinstance(vote, int) and not isinstance(vote, bool):
-        vote = str(vote)  # a count written as a number rather than the usual "12"
-    if not (verified is None or isinstance(verified, bool)) or not all(
-            _text(v) for v in (vote, obj.get("summary"), obj.get("reviewText"))):
-        return None, BAD_FIELD
-    return (user, item, float(rating), time, verified, vote, obj.get("summary"), obj.get("reviewText")), None
-
-
-def check_metadata(obj: dict) -> tuple[tuple | None, str | None]:
-    """A parsed metadata record -> (its ``S.ITEM_META`` values, None) or (None, reason). Titles are trimmed."""
-    reason = _id(obj.get(S.ITEM), META_MISSING_ITEM, META_BAD_ITEM)
-    if reason:
-        return None, reason
-    title, category, price = obj.get(S.TITLE), obj.get("category"), obj.get("price")
-    if _number(price):
-        price = str(price)
-    if not all(_text(obj.get(k)) for k in (S.TITLE, "brand", "main_cat")) or not _text(price) or not (
-            category is None or (isinstance(category, list) and all(isinstance(c, str) for c in category))):
-        return None, META_BAD_FIELD
-    title = title.strip() or None if isinstance(title, str) else None
-    return (obj[S.ITEM], title, obj.get("brand"), obj.get("main_cat"), category, price), None
-
-
-def _parse_batches(batches: Iterator[pd.DataFrame], check, names: list[str]) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: (line bytes, file, _line) -> the typed fields + file, _line, reason, raw."""
-    for pdf in batches:
-        rows, reasons, raws = [], [], []
-        empty = (None,) * len(names)
-        for line in pdf["line"]:
-            obj, reason, text = parse_line(line)
-            values = None
-            if reason is None:
-                values, reason = check(obj)
-            rows.append(values or empty)
-            reasons.append(reason)
-            raws.append(text if reason else None)  # clean rows need no copy of their line
-        out = pd.DataFrame(rows, columns=names)
-        out["file"], out["_line"] = pdf["file"].to_numpy(), pdf["_line"].to_numpy()
-        out[S.REASON], out[S.RAW] = reasons, raws
-        yield out
 
 
 # ---------------------------------------------------------------- Spark: files, lines, transforms
@@ -259,16 +129,6 @@ def read_lines(spark: SparkSession, files: list[str]) -> DataFrame:
     if lines.rdd.getNumPartitions() < cores:
         lines = lines.repartition(cores, "_line")
     return lines
-
-
-def parse_reviews(lines: DataFrame) -> DataFrame:
-    schema = T.StructType(S.REVIEW.fields + _TRACE)
-    return lines.mapInPandas(partial(_parse_batches, check=check_review, names=S.REVIEW.fieldNames()), schema)
-
-
-def parse_metadata(lines: DataFrame) -> DataFrame:
-    schema = T.StructType(S.ITEM_META.fields + _TRACE)
-    return lines.mapInPandas(partial(_parse_batches, check=check_metadata, names=S.ITEM_META.fieldNames()), schema)
 
 
 def tag_reviews(parsed: DataFrame, cached: list | None = None) -> DataFrame:
@@ -445,14 +305,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 def line_parser(cfg: Config):
     """lines -> parsed rows (the review fields + file, _line, reason, raw) for ``input.format``'s line reader;
     for input without times, each user's position in file order becomes the time (see ``recjob.readers``)."""
-    lay = readers.layout(cfg.input)
-    if lay is not None:
-        parse = partial(delimited.parse, layout=lay)
-    elif cfg.input.format == "sequences":
-        parse = sequences.parse
-    else:
-        return parse_reviews
-    return parse if readers.has_times(cfg.input) else (lambda lines: with_positions(parse(lines)))
+    reader = readers.get(cfg.input.format)
+    parse = reader.parser(cfg.input)
+    return parse if reader.has_times(cfg.input) else (lambda lines: with_positions(parse(lines)))
 
 
 def with_positions(parsed: DataFrame) -> DataFrame:
@@ -464,8 +319,8 @@ def with_positions(parsed: DataFrame) -> DataFrame:
 
 def _from_lines(cfg: Config, spark: SparkSession, cached: list, review_files: list[str],
                 test_files: list[str], meta_path: str | None) -> tuple:
-    """(reviews, items or None, quarantine, heldout or None) of a line format (amazon, csv, sequences), with the
-    items' Amazon metadata JSON when given."""
+    """(reviews, items or None, quarantine, heldout or None) of a line format, with the items' Amazon metadata
+    JSON when given."""
     skip = cfg.ingest.skip_unreadable_files
     parse = line_parser(cfg)
     heldout = None
@@ -478,7 +333,8 @@ def _from_lines(cfg: Config, spark: SparkSession, cached: list, review_files: li
     items = None
     if meta_path:
         meta_files = input_files(spark, meta_path, "input.metadata")
-        meta, meta_unreadable = read_tagged(spark, meta_files, parse_metadata, tag_metadata, "input.metadata", skip,
+        meta, meta_unreadable = read_tagged(spark, meta_files, readers.metadata_parser(), tag_metadata,
+                                            "input.metadata", skip,
                                             "metadata", cached)
         items, meta_q = split_tagged(meta, "metadata", S.ITEMS_COLUMNS, S.ITEM_META.fieldNames())
         quarantine, unreadable = quarantine.unionByName(meta_q), unreadable + meta_unreadable
@@ -497,13 +353,14 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
         if meta_path and not warehouse.path_exists(spark, meta_path):
             log.warning("ingest: no metadata at %s: titles will be empty", meta_path)
             meta_path = None
-        if cfg.input.format == "movielens":
-            reviews, items, quarantine = movielens.read(spark, reviews_path, meta_path)
+        reader = readers.get(cfg.input.format)
+        if reader.whole_files:
+            reviews, items, quarantine = reader.read(spark, reviews_path, meta_path)
             heldout = None
             if test_path:
-                heldout, _, test_q = movielens.read(spark, test_path, None)
+                heldout, _, test_q = reader.read(spark, test_path, None)
                 reviews, quarantine = reviews.unionByName(heldout), quarantine.unionByName(test_q)
-            meta_path = None  # the MovieLens reader keeps every movie row
+            meta_path = None  # a whole-file reader reads its own item files
         else:
             reviews, items, quarantine, heldout = _from_lines(cfg, spark, cached, review_files, test_files, meta_path)
         kept = {"reviews": reviews.count()}
