@@ -1,7 +1,8 @@
 """recjob on Airflow: one SparkSubmitOperator per stage, in pipeline order, for the run's logical date.
 
-This file only wires tasks; of recjob it imports only the model registry, for the model parameter's choices,
-and works without it (Airflow may run in its own environment). Where the
+This file only wires tasks. Of recjob it imports, when recjob is importable here, the names module (the stage
+order and exit codes), the config loader (the params' defaults) and the model registry (the model parameter's
+choices); it works without them (Airflow may run in its own environment). Where the
 jobs, their config and their Python live comes from environment variables read when the DAG is parsed,
 so the same file serves the embedded default and a cluster:
 
@@ -21,8 +22,8 @@ so the same file serves the embedded default and a cluster:
   RECJOB_PY_FILES       comma-separated --py-files, e.g. dist/recjob.zip (default: none)
   RECJOB_RETRIES        task retries, with exponential backoff from 2 minutes (default: 2)
   RECJOB_TASK_TIMEOUT_HOURS  a task still running after this long is killed (its spark-submit with it) and
-                        retried, so that a stalled job fails instead of holding the run forever (default: 6; the
-                        full Movies_and_TV category's longest stage takes about 11 minutes on 2 cores)
+                        retried, so that a stalled job fails instead of holding the run forever (default: 6, far
+                        above the full Movies_and_TV category's longest stage on 2 cores)
 
 Run settings (input, time window, top-N, model) are DAG params, defaulting to the values in RECJOB_CONF.
 A task that fails with one of recjob's refusal exit codes (bad configuration, refused input, quality gate) fails

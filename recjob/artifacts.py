@@ -28,7 +28,6 @@ from pyspark.sql import SparkSession
 from recjob import warehouse
 from recjob.config import Config
 
-MODEL_FILE = "model.keras"
 EPOCH_LOG = "epoch_log.json"
 
 

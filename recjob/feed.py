@@ -27,12 +27,11 @@ def reader(url: str, seed: int, workers: int, shuffle: bool, fields: list[str] |
     one-pass reads can end before the last row group (``read_ratings``); whole-split reads use pyarrow.
 
     One worker reads in the consumer's thread (Petastorm's "dummy" pool: a row group is read when the next is
-    asked for), more in a pool of that many threads. A row group takes milliseconds to read, and on 2 cores a
-    reading thread beside Keras's only took turns with it: bench/train_feed.py, dot, 0.79-0.89x the speed of
-    in-memory batches with one pool thread, 0.86-0.94x reading in the consumer's thread (medians, README)."""
+    asked for), more in a pool of that many threads: a row group takes milliseconds to read, and on few cores a
+    reading thread beside Keras's only takes turns with it (bench/results/train_feed.md)."""
     from petastorm import make_batch_reader
 
-    # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader (see README).
+    # petastorm 0.13.1 on pyarrow 14 warns about pyarrow's legacy dataset API on every reader.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
     r = make_batch_reader(url, num_epochs=None, shuffle_row_groups=shuffle, seed=seed, workers_count=workers,
                           reader_pool_type="dummy" if workers <= 1 else "thread", schema_fields=fields or columns())
@@ -63,8 +62,7 @@ def dataset(batch_reader, batch_size: int):
 def pipeline_options():
     """The tf.data options of the training pipeline: autotuning off. Nothing there is tuned (one generator,
     sequential maps, a fixed prefetch), and destroying an autotuned iterator waits for its autotuning thread's
-    next wake-up, up to a minute apart: the end of every fit waited 0-60 s for it (a pause between the last epoch
-    and fit's return in 4 of 10 runs on ML-1M; none in 20 without autotuning)."""
+    next wake-up, up to a minute apart, so every fit could end with a pause of up to a minute."""
     import tensorflow as tf
 
     options = tf.data.Options()

@@ -16,7 +16,10 @@ def rmse_mae(df: DataFrame, prediction: str, label: str = LABEL) -> tuple[float,
     return float(row["rmse"]), float(row["mae"])
 
 
-def bias_baseline(train: DataFrame, reg: float = 10.0, user: str = USER_IDX, item: str = ITEM_IDX,
+BIAS_REG = 10.0  # the bias baseline's damping: each bias is shrunk as if by this many ratings at the mean
+
+
+def bias_baseline(train: DataFrame, reg: float = BIAS_REG, user: str = USER_IDX, item: str = ITEM_IDX,
                   label: str = LABEL) -> tuple[float, DataFrame, DataFrame]:
     """Regularised biases (Koren 2010, eq. 2 and 3): b_i = sum(r - mu) / (reg + n_i), then
     b_u = sum(r - mu - b_i) / (reg + n_u). Returns (mu, item biases, user biases)."""

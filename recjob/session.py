@@ -33,7 +33,7 @@ BASE_CONF = {
     "spark.ui.showConsoleProgress": "false",
     # Adaptive execution may coalesce the partitions of a cached frame's plan as it does any other (by default
     # a cached plan keeps spark.sql.shuffle.partitions, e.g. 200 Python tasks for evaluate's 100k-user lists,
-    # each loading the item matrix: 57 s instead of 18 s a candidate on the 5-core category)
+    # each loading the item matrix)
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
 }
 

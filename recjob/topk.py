@@ -502,8 +502,8 @@ def recommend(users: DataFrame, seen_cols: DataFrame, matrix: dict, top_n: int, 
     """
     bc = users.sparkSession.sparkContext.broadcast({k: matrix[k] for k in ("factors_bias", "item_idx", "mlp")})
     fn = arrow_scorer(lambda: bc.value, top_n, block, global_mean, backend)
-    # A user without seen items gets an empty list, not the left join's null: Spark's Arrow path takes ~7 us of a
-    # task per null list (bench/score.py: 100k such users per task, 0.75 s), an empty one nothing measurable.
+    # A user without seen items gets an empty list, not the left join's null: Spark's Arrow path is much slower
+    # on null lists than on empty ones (bench/results/score.md).
     joined = users.join(seen_cols, S.USER_IDX, "left").select(
         S.USER_IDX, S.USER, "bias", "factors", F.coalesce("cols", F.array().cast("array<int>")).alias("cols"))
     return joined.mapInArrow(fn, OUT_SCHEMA)
@@ -514,8 +514,8 @@ _LAID_OUT: dict = {}  # the last item matrix laid out in this process: (its fact
 
 def laid_out(factors_bias: np.ndarray, block: int) -> tuple[ItemChunks, np.ndarray]:
     """``item_chunks(factors_bias)`` and a score buffer for blocks of ``block`` users, made once per process for
-    the same array: an executor's Python worker runs many tasks with the same broadcast value (~0.07 s each for
-    50k items otherwise)."""
+    the same array: an executor's Python worker runs many tasks with the same broadcast value, and laying the
+    items out again for each would cost every task."""
     if _LAID_OUT.get("factors_bias") is not factors_bias:
         _LAID_OUT.clear()
         _LAID_OUT.update(factors_bias=factors_bias, chunks=item_chunks(factors_bias), buffers={})

@@ -67,3 +67,28 @@ def run_capped(args, cap_s: float, **kwargs):
         tail = "\n".join((text(exc.stdout) + "\n" + text(exc.stderr)).strip().splitlines()[-80:])
         pytest.fail(f"{' '.join(map(str, args[:4]))} ... still running after its cap of {cap_s:.0f}s; its last "
                     f"output lines (where the run was):\n{tail}", pytrace=False)
+
+
+# The slow tier's small whole-pipeline run: generated reviews of every year, a 3-core, a few epochs, small ALS.
+SMALL_RUN = {
+    "spark": {"conf": {"spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"}},
+    "sample": {"start": "2005-01-01", "end": "2019-01-01", "min_user_reviews": 3, "min_item_reviews": 3},
+    "train": {"max_epochs": 3},
+    "evaluate": {"als_rank": 8, "als_iterations": 4, "als_implicit_regs": [1.0]},
+}
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def small_run_conf(path: Path, data_dir, **sections) -> str:
+    """Write the small run's configuration with ``data_dir`` and ``sections`` merged into it to ``path``."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(_merged(SMALL_RUN, {"data_dir": str(data_dir), **sections}), sort_keys=False))
+    return str(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_capped
+from conftest import run_capped, small_run_conf
 
 from recjob import datagen, warehouse
 from recjob.stages import ORDER
@@ -27,32 +27,9 @@ VOLATILE = {"path", "model_path"}
 
 
 def _conf(folder: Path, reviews: str, meta: str) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    conf = folder / "recjob.yaml"
-    conf.write_text(f"""
-data_dir: {folder / 'data'}
-input:
-  reviews: {reviews}
-  metadata: {meta}
-spark:
-  master: local[2]
-  conf:
-    spark.sql.shuffle.partitions: "2"
-    spark.ui.enabled: "false"
-    spark.hadoop.fs.s3a.secret.key: "${{RECJOB_TEST_SECRET}}"
-sample:
-  start: "2005-01-01"
-  end: "2019-01-01"
-  min_user_reviews: 3
-  min_item_reviews: 3
-train:
-  max_epochs: 3
-evaluate:
-  als_rank: 8
-  als_iterations: 4
-  als_implicit_regs: [1.0]
-""")
-    return str(conf)
+    return small_run_conf(folder / "recjob.yaml", folder / "data", input={"reviews": reviews, "metadata": meta},
+                          spark={"master": "local[2]",
+                                 "conf": {"spark.hadoop.fs.s3a.secret.key": "${RECJOB_TEST_SECRET}"}})
 
 
 def _env() -> dict:

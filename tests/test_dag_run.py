@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_capped
+from conftest import ROOT, run_capped, small_run_conf
 
 pytest.importorskip("airflow.providers.apache.spark", reason="Airflow and its Spark provider are not installed")
 pytestmark = pytest.mark.slow  # eight spark-submits per run: about four minutes each on 2 cores
@@ -30,29 +30,10 @@ def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagrun")
     data = home / "data"
     conf = home / "recjob.yaml"
-    conf.write_text(f"""
-data_dir: {data}
-input:
-  reviews: {data}/incoming/reviews.json.gz
-  metadata: {data}/incoming/meta.json.gz
-spark:
-  conf:
-    spark.sql.shuffle.partitions: "2"
-    spark.ui.enabled: "false"
-sample:
-  start: "2005-01-01"
-  end: "2019-01-01"
-  min_user_reviews: 3
-  min_item_reviews: 3
-train:
-  max_epochs: 5
-evaluate:
-  als_rank: 8
-  als_iterations: 5
-  als_implicit_regs: [1.0]
-score:
-  top_n: {TOP_N}
-""")
+    small_run_conf(conf, data, input={"reviews": f"{data}/incoming/reviews.json.gz",
+                                      "metadata": f"{data}/incoming/meta.json.gz"},
+                   train={"max_epochs": 5}, evaluate={"als_iterations": 5}, score={"top_n": TOP_N})
+
     e = dict(os.environ)
     e.update({
         "AIRFLOW_HOME": str(home / "airflow"),

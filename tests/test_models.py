@@ -248,7 +248,7 @@ def _tables(n_users, n_items):
 def test_train_optimizer_auto_is_adam_on_small_tables_only():
     cfg = config.load(None, []).train
     assert cfg.optimizer == "auto"
-    assert keras_fit.optimizer_name(cfg, _tables(943, 1682)) == "adam"  # ML-100k: the README's figures
+    assert keras_fit.optimizer_name(cfg, _tables(943, 1682)) == "adam"  # ML-100k
     assert keras_fit.optimizer_name(cfg, _tables(3_366_674, 159_838)) == "lazy_adam"
     assert keras_fit.optimizer_name(config.load(None, ["train.optimizer=adam"]).train, _tables(10**7, 1)) == "adam"
     with pytest.raises(config.ConfigError, match="train.optimizer='sgd' is not one of auto, lazy_adam, adam, adamax"):
@@ -278,38 +278,6 @@ def test_a_long_epoch_logs_its_steps_with_speed_and_eta(caplog):
     with caplog.at_level("INFO", logger="recjob.train"):
         quiet.on_train_batch_end(4)
     assert caplog.text == ""  # a short epoch: only the epoch's own line
-
-
-def test_a_pause_after_an_epoch_dumps_every_threads_stack_and_the_next_epoch_cancels_it(monkeypatch, capfd):
-    import time
-
-    monkeypatch.setattr(keras_fit, "STALL_DUMP_S", 1.0)
-    cb = keras_fit._validation(lambda m: {}, [], 1000, 40, steps_per_epoch=10, batch=100)
-    try:
-        cb.on_train_begin()
-        cb.on_epoch_begin(0)
-        cb.on_epoch_end(0, {})
-        cb.on_epoch_begin(1)  # the next epoch came in time: nothing written
-        time.sleep(1.5)
-        assert "most recent call first" not in capfd.readouterr().err
-        cb.on_epoch_end(1, {})
-        time.sleep(1.5)  # a pause after the epoch (as before fit returns): the stacks go to stderr
-        err = capfd.readouterr().err
-        assert "most recent call first" in err and "test_models.py" in err, err
-    finally:
-        keras_fit.faulthandler.cancel_dump_traceback_later()
-
-
-def test_a_slow_garbage_collection_is_logged(caplog):
-    import gc
-
-    with caplog.at_level("WARNING", logger="recjob.train"):
-        with keras_fit.slow_collections_logged(threshold_s=-1.0):  # every collection counts as slow
-            gc.collect()
-        with keras_fit.slow_collections_logged(threshold_s=3600.0):
-            gc.collect()
-    assert caplog.text.count("train: a Python garbage collection (generation 2) took") == 1, caplog.text
-    assert all(cb.__name__ != "watch" for cb in gc.callbacks)  # removed on leaving
 
 
 NEW_KIND = '''

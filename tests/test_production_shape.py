@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_capped
+from conftest import ROOT, run_capped, small_run_conf
 
 pytestmark = pytest.mark.slow  # about eight minutes: services, one pipeline and one DAG run on the cluster
 
@@ -64,34 +64,14 @@ def deployment():
     home.chmod(0o755)
     data = home / "data"
     conf = home / "recjob.yaml"
-    conf.write_text(f"""
-data_dir: {data}
-spark:
-  master: spark://127.0.0.1:{PORTS["RECJOB_SPARK_MASTER_PORT"]}
-  metastore: postgres
-  jdbc_jar: {JDBC_JAR}
-  conf:
-    spark.executor.memory: 1g
-    spark.executor.cores: "1"
-    spark.cores.max: "2"
-    spark.sql.shuffle.partitions: "4"
-    spark.ui.enabled: "false"
-sample:
-  start: "2005-01-01"
-  end: "2019-01-01"
-  min_user_reviews: 3
-  min_item_reviews: 3
-train:
-  max_epochs: 3
-evaluate:
-  als_rank: 8
-  als_iterations: 3
-  als_implicit_regs: [1.0]
-score:
-  top_n: 10
-publish:
-  jdbc_url: jdbc:postgresql://127.0.0.1:{PORTS["RECJOB_PG_PORT"]}/serving
-""")
+    small_run_conf(conf, data,
+                   spark={"master": f"spark://127.0.0.1:{PORTS['RECJOB_SPARK_MASTER_PORT']}", "metastore": "postgres",
+                          "jdbc_jar": JDBC_JAR,
+                          "conf": {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
+                                   "spark.sql.shuffle.partitions": "4"}},
+                   evaluate={"als_iterations": 3}, score={"top_n": 10},
+                   publish={"jdbc_url": f"jdbc:postgresql://127.0.0.1:{PORTS['RECJOB_PG_PORT']}/serving"})
+
     env = dict(os.environ)
     env.update(PORTS)
     env.update({"RECJOB_SERVICES_DIR": str(home / "services"), "RECJOB_DATA_DIR": str(data),

@@ -62,7 +62,7 @@ class ModelKind:
     """The base of every kind; a kind overrides what differs."""
 
     name: str = ""
-    summary: str = ""  # one line for the README and the DAG's parameter help
+    summary: str = ""  # one line for `recjob models` (the README's table) and the DAG's parameter help
     predicts_ratings: bool = False  # True: score = predicted rating; False: a ranking score
     needs_item_histories: bool = False  # True: the shards stage's item histories feed training and scoring
     defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None): factors, l2,

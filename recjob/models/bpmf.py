@@ -41,7 +41,7 @@ class Bpmf(ModelKind):
         return problems
     summary = "Bayesian MF with biases and implicit feedback, Gibbs sampling (not Keras): predicts ratings"
     predicts_ratings = True
-    # rank 10 as in its usual MovieLens set-up (on ML-100k 20 and 32 were no better, 5 worse; README "Models")
+    # rank 10 as in its usual MovieLens set-up (on ML-100k 20 and 32 are no better, 5 worse: docs/models.md)
     defaults = {"factors": 10, "l2": 0.0, "bias_l2": 0.0}
 
     def fit(self, data, cfg, workdir):

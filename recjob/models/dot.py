@@ -46,7 +46,7 @@ class Dot(KerasKind):
     name = "dot"
     summary = "dot product + user and item biases + global mean, trained on squared error: predicts ratings"
     predicts_ratings = True
-    # rating models need strong per-example L2 to beat the bias baseline (README, "Models")
+    # rating models need strong per-example L2 to beat the bias baseline (docs/models.md)
     defaults = {"factors": 32, "l2": 0.15, "bias_l2": 0.001}
 
     def build(self, data, cfg):

@@ -7,10 +7,7 @@ NDCG@k (k = evaluate.k) of a seeded sample of validation users (``RankingProbe``
 from __future__ import annotations
 
 
-import contextlib
-import faulthandler
 import functools
-import gc
 import logging
 import math
 import os
@@ -73,35 +70,8 @@ class RankingProbe:
         return float(metrics.ndcg_of_lists(np.concatenate(lists), self.relevant, self.k).mean()) if lists else 0.0
 
 
+MODEL_FILE = "model.keras"  # a Keras kind's saved model (recjob.models.load_keras_model loads it)
 PROGRESS_EVERY_S = 60.0  # an epoch longer than this logs its progress within the epoch this often
-# Between epochs, and from the last epoch to the reader's stop, a pause longer than this writes every thread's
-# Python stack to stderr (the stage log): a pause of about a minute after the last epoch was seen in some runs
-# and in none of those watched with a profiler
-STALL_DUMP_S = 20.0
-
-
-SLOW_GC_S = 5.0  # a Python garbage collection during fit longer than this is logged (stalls' suspects)
-
-
-@contextlib.contextmanager
-def slow_collections_logged(threshold_s: float | None = None):
-    """Within the block, every Python garbage collection longer than ``threshold_s`` (SLOW_GC_S) is logged with
-    its generation and the objects it collected: a collection is native code, no thread's Python stack shows it."""
-    started: dict = {}
-    limit = SLOW_GC_S if threshold_s is None else threshold_s
-
-    def watch(phase, info):
-        if phase == "start":
-            started["t"] = time.monotonic()
-        elif "t" in started and time.monotonic() - started["t"] > limit:
-            log.warning("train: a Python garbage collection (generation %d) took %.1f s, %d objects collected",
-                        info["generation"], time.monotonic() - started.pop("t"), info["collected"])
-
-    gc.callbacks.append(watch)
-    try:
-        yield
-    finally:
-        gc.callbacks.remove(watch)
 
 
 def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, steps_per_epoch: int,
@@ -118,7 +88,6 @@ def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, 
             self.t0 = self.epoch_ended = time.monotonic()
 
         def on_epoch_begin(self, epoch, logs=None):
-            faulthandler.cancel_dump_traceback_later()
             self.epoch, self.epoch_t0 = epoch, time.monotonic()
             self.next_log = self.epoch_t0 + every_s
 
@@ -142,7 +111,6 @@ def _validation(monitor, epoch_log: list, rows_per_epoch: int, max_epochs: int, 
                      max_epochs, ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"), rate,
                      progress.duration(left))
             self.epoch_ended = time.monotonic()
-            faulthandler.dump_traceback_later(STALL_DUMP_S)  # cancelled by the next epoch or the reader's stop
 
     return Validate()
 
@@ -208,21 +176,17 @@ class KerasKind(ModelKind):
                  "(train.steps_per_execution %d)", batch, steps, data.train_rows, model.steps_per_execution,
                  cfg.steps_per_execution)
         validate = _validation(monitor, epoch_log, steps * batch, cfg.max_epochs, steps, batch)
-        try:
-            with slow_collections_logged(), feed.reader(
-                    data.train_url, cfg.seed, cfg.reader_workers, shuffle=True,
-                    fields=feed.columns(with_history=self.needs_item_histories)) as r:
-                model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
-                          steps_per_epoch=steps, callbacks=[validate, stop],
-                          verbose=0, shuffle=False)  # rows are shuffled in the shards
-                returned = time.monotonic()
-        finally:
-            faulthandler.cancel_dump_traceback_later()
+        with feed.reader(data.train_url, cfg.seed, cfg.reader_workers, shuffle=True,
+                         fields=feed.columns(with_history=self.needs_item_histories)) as r:
+            model.fit(self.prepare(feed.dataset(r, batch), data, cfg), epochs=cfg.max_epochs,
+                      steps_per_epoch=steps, callbacks=[validate, stop],
+                      verbose=0, shuffle=False)  # rows are shuffled in the shards
+            returned = time.monotonic()
         log.info("train: fit returned %.1f s after the last epoch's end, the reader stopped in %.1f s",
                  returned - validate.epoch_ended, time.monotonic() - returned)
         if stop.stopped_epoch:
             log.info("train: no improvement of %s for %d epochs: stopped", key, cfg.patience)
-        model.save(os.path.join(workdir, "model.keras"))
+        model.save(os.path.join(workdir, MODEL_FILE))
         self.save_scoring_files(model, workdir)
         return Fitted(factors=factors(model, data.item_histories), epoch_log=epoch_log, best_epoch=stop.best_epoch + 1,
                       predict=(lambda x: model(x, training=False)) if self.predicts_ratings else None)
@@ -232,9 +196,9 @@ class KerasKind(ModelKind):
 def lazy_adam_class():
     """Adam that updates only the rows of an embedding table that are in the batch ("lazy" Adam, as in
     TensorFlow Addons' LazyAdam): an embedding's gradient is a set of rows (``tf.IndexedSlices``), and Keras's
-    Adam turns it into a dense update of the whole table, its two moment tables included, at every step. With
-    3.4M users x 32 factors a softmax step took 190 ms against 25 ms at 200k users; with this optimizer and
-    ``row_embedding_class``'s lookup, 9 ms at either size. Dense variables (the MLP's layers, sasrec's
+    Adam turns it into a dense update of the whole table, its two moment tables included, at every step, so a
+    step's cost grows with the users; with this optimizer and ``row_embedding_class``'s lookup it does not
+    (bench/results/pipeline.md). Dense variables (the MLP's layers, sasrec's
     attention) get Adam's update unchanged; a row's moments decay only when the row is in a batch. Registered
     with Keras, so saved models load."""
     import keras
@@ -266,10 +230,9 @@ LAZY_ADAM_ROWS = 100_000  # train.optimizer=auto: lazy_adam when the user and it
 
 
 def optimizer_name(cfg: TrainConfig, data: TrainingData) -> str:
-    """``train.optimizer``, with auto resolved: Keras's Adam for small tables (every published figure in the
-    README was measured with it: ML-100k, ML-1M, Beauty, Sports all have under 100,000 users + items), lazy_adam
-    above LAZY_ADAM_ROWS, where Adam's dense step grows with the tables (a step at 3.4M users: 190 ms, 9 ms
-    lazy; at 60k users + 30k items already 11.5 against 7.4 ms)."""
+    """``train.optimizer``, with auto resolved: Keras's Adam for small tables (the quality figures of
+    bench/results/quality.md are on such data: ML-100k, ML-1M, Beauty, Sports all have under 100,000 users +
+    items), lazy_adam above LAZY_ADAM_ROWS, where Adam's dense step grows with the tables."""
     if cfg.optimizer != "auto":
         return cfg.optimizer
     return "lazy_adam" if data.n_users + data.n_items > LAZY_ADAM_ROWS else "adam"
@@ -297,8 +260,7 @@ def embedding(n: int, width: int, name: str, seed: int | None, reg=None):
 def row_embedding_class():
     """keras.layers.Embedding whose lookup reads only the looked-up rows of the table (TensorFlow's sparse read
     of the variable). Keras's own lookup reads the whole table as a tensor first, and the optimizer's write to
-    the table then copies all of it, as that tensor is still held: 3.4M users x 32 factors, a train step of
-    51 ms against 9 ms with this lookup (``lazy_adam_class``). Registered with Keras, so saved models load."""
+    the table then copies all of it, as that tensor is still held. Registered with Keras, so saved models load."""
     import keras
     import tensorflow as tf
 

@@ -146,15 +146,14 @@ def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame,
 
 
 def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
-                   n_items: int, cfg: EvaluateConfig, block: int) -> list[dict]:
+                   n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
     """Ranking metrics of every candidate (name -> (users frame, items pdf[, MLP weights])) on one split."""
     rows = []
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
         relevant = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
-    # cached: every candidate's pass reads the same users, and the exclusions of those users only (the seeded
-    # sample and the grouping of the seen items were otherwise recomputed per candidate: ~2 s of a 15 s pass on
-    # the 5-core subset, and with the ALS grid's users uncached too, half of a grid pass)
+    # cached: every candidate's pass reads the same users, and the exclusions of those users only (else the seeded
+    # sample and the grouping of the seen items are computed again for every candidate)
     eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)[0].cache()
     relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
     seen = seen.join(eval_users, S.USER_IDX, "left_semi").cache()
@@ -234,7 +233,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         explicit_reg = e.als_reg if kind.predicts_ratings else None  # ALS explicit: fitted for rating models only
         als = {"rank": e.als_rank, "reg": explicit_reg, "implicit_regs": e.als_implicit_regs, "alpha": e.als_alpha,
                "iterations": e.als_iterations, "blocks": als_blocks(spark, e), "seed": e.seed, **chosen}
-        settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": 10.0, "model": kind.name,
+        settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": metrics.BIAS_REG, "model": kind.name,
                                "relevance_threshold": e.relevance_threshold})
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
@@ -257,7 +256,7 @@ def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, 
     ``test_model``: the model as tested, when its user factors depend on the items before the held-out one (a
     sequence model: from the train and validation items; ``model`` has them from the train items).
     ALS explicit, a rating baseline, is fitted for a ``rating_model`` only: a ranking model has no RMSE to
-    compare with it, and at the full category it is a fit of 8 minutes on this 2-core machine."""
+    compare with it, and at the full category it is one of the stage's longest fits."""
     train = frames[S.TRAIN]
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()

@@ -80,8 +80,10 @@ def transform(interactions: DataFrame, users: DataFrame, items: DataFrame, cfg: 
         split = stratified_split(interactions, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
     elif cfg.split == "given":
         split = given_split(interactions, heldout, cfg.validation_fraction, cfg.seed)
-    else:
+    elif cfg.split == "temporal":
         split = temporal_split(interactions, cfg.seed)
+    else:  # the configuration check refuses any other name
+        raise ValueError(f"shards.split={cfg.split!r} is not a split")
     return (split.join(users.select(S.USER, S.USER_IDX), S.USER, "inner")
             .join(items.select(S.ITEM, S.ITEM_IDX), S.ITEM, "inner")
             .select(F.col(S.USER_IDX).cast("int"), F.col(S.ITEM_IDX).cast("int"),
