@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from recjob import progress
 from recjob.config import Config
-from recjob.stages import ORDER
+from recjob.names import STAGES as ORDER
 
 log = logging.getLogger(__name__)
 

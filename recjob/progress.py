@@ -1,5 +1,6 @@
-"""Progress of long work in the stage log: Spark tasks done / total with rate and ETA, and a rate/ETA helper for
-loops the driver runs itself (training epochs).
+"""Progress of long work in the stage log: each stage's start, what it read and wrote and how long it took
+(``stage_timer``); Spark tasks done / total with rate and ETA; and a rate/ETA helper for loops the driver runs
+itself (training epochs).
 
 ``spark_progress`` runs a daemon thread beside a stage that asks Spark's status tracker, every ``every_s``
 seconds, how many tasks of the running stages are done, and logs a line when something is running:
@@ -11,12 +12,30 @@ Nothing is logged for work that ends before the first interval, so short stages 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
 from typing import Iterator
 
 log = logging.getLogger("recjob.progress")
+stage_log = logging.getLogger("recjob.stages")
+
+
+@contextlib.contextmanager
+def stage_timer(name: str, ds: str) -> Iterator[dict]:
+    """Log a stage's start, what it read and wrote (the stage record it fills in) and how long it took."""
+    record: dict = {"stage": name, "ds": ds}
+    stage_log.info("%s ds=%s: start", name, ds)
+    t0 = time.monotonic()
+    try:
+        yield record
+    except Exception:
+        stage_log.error("%s ds=%s: failed after %.1fs", name, ds, time.monotonic() - t0)
+        raise
+    record["seconds"] = round(time.monotonic() - t0, 1)
+    stage_log.info("%s ds=%s: done in %.1fs: %s", name, ds, record["seconds"],
+             json.dumps({k: v for k, v in record.items() if k not in ("stage", "ds", "seconds")}, default=str))
 
 
 def eta(done: float, total: float, elapsed_s: float) -> tuple[float, float | None]:

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_capped, small_run_conf
 
 from recjob import datagen, warehouse
-from recjob.stages import ORDER
+from recjob.names import STAGES as ORDER
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from recjob import report as run_report
 from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config, EvaluateConfig
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pyspark.sql import types as T
 from recjob import schema as S
 from recjob import warehouse
 from recjob.config import Config
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from recjob import errors, readers, warehouse
 from recjob import schema as S
 from recjob.readers import BLANK, HEADER
 from recjob.config import Config
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from recjob import models, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

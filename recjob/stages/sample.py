@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from recjob import readers, warehouse
 from recjob import schema as S
 from recjob.config import Config, SampleConfig
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from recjob import models, topk, warehouse
 from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

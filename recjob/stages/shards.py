@@ -17,7 +17,7 @@ from recjob import schema as S
 from recjob import warehouse
 from recjob.artifacts import Artifacts
 from recjob.config import Config, ShardsConfig
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)

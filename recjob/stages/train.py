@@ -24,7 +24,7 @@ from recjob import feed, metrics, models, warehouse
 from recjob import schema as S
 from recjob.artifacts import Artifacts, reader_url
 from recjob.config import Config
-from recjob.stages import stage_timer
+from recjob.progress import stage_timer
 from recjob.names import Table
 
 log = logging.getLogger(__name__)
