@@ -39,7 +39,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from recjob import schema as S  # noqa: E402
 from recjob import topk  # noqa: E402
 from recjob.config import ScoreConfig  # noqa: E402
-from results_entry import recorded  # bench/ is on the path: scripts run from it
+from pyspark import cloudpickle  # noqa: E402
+from results_entry import recorded  # noqa: E402 (bench/ is on the path: scripts run from it)
+
+import tf_top_k  # noqa: E402
+
+cloudpickle.register_pickle_by_value(tf_top_k)  # the executors cannot import bench/: the function is shipped
 
 
 def timed(fn):
@@ -129,7 +134,7 @@ def main() -> None:
                                  F.lit(0.0).cast("float").alias("bias"), F.col("features").alias("factors"))
         no_seen = spark.createDataFrame([], f"{S.USER_IDX} int, cols array<int>")
 
-        def recjob_top(backend: str, out: str):
+        def recjob_top(backend, out: str):
             (topk.recommend(users_df, no_seen, matrix, a.k, a.block, 0.0, backend)
              .write.mode("overwrite").parquet(os.path.join(tmp, out)))
 
@@ -139,7 +144,7 @@ def main() -> None:
         for _ in range(a.repeat):
             for name, fn in (("recjob", lambda: recjob_top("auto", "recjob")),
                              ("prev", lambda: recjob_top("chunked", "recjob_prev")),
-                             ("tf", lambda: recjob_top("tensorflow", "recjob_tf")), ("als", als_top)):
+                             ("tf", lambda: recjob_top(tf_top_k.tf_top_k, "recjob_tf")), ("als", als_top)):
                 runs.setdefault(name, []).append(timed(fn)[1])
         print("  runs (s): " + "; ".join(f"{k} " + ", ".join(f"{t:.1f}" for t in v) for k, v in runs.items()))
         t_recjob, t_prev, t_tf, t_als = (min(runs[k]) for k in ("recjob", "prev", "tf", "als"))

@@ -14,7 +14,7 @@ def reference(scores, k):
     return np.array(idx), np.array(vals)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "tensorflow", "chunked"])
+@pytest.mark.parametrize("backend", ["numpy", "chunked", "auto"])
 @pytest.mark.parametrize("seed", range(5))
 def test_top_k_matches_reference_with_ties_and_exclusions(seed, backend):
     rng = np.random.default_rng(seed)
@@ -30,7 +30,7 @@ def test_top_k_matches_reference_with_ties_and_exclusions(seed, backend):
         np.testing.assert_array_equal(vals, ref_vals)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "tensorflow", "chunked"])
+@pytest.mark.parametrize("backend", ["numpy", "chunked", "auto"])
 def test_continuous_scores_large_block(backend):
     rng = np.random.default_rng(9)
     scores = rng.normal(size=(64, 5000)).astype(np.float32)
@@ -171,11 +171,11 @@ def test_mlp_scoring_matches_the_keras_model():
     assert [w.shape for w, _ in weights] == [(6, 5), (5, 4), (4, 1)]
     users, items = np.repeat(np.arange(6), 9).astype(np.int32), np.tile(np.arange(9), 6).astype(np.int32)
     want = net.predict({USER_IN: users, ITEM_IN: items}, verbose=0).reshape(6, 9)
-    mlp = topk.mlp_part(weights, f["item"])
-    got = topk.mlp_scores(f["user"], mlp, max_cells=20) + f["item_bias"] + f["user_bias"][:, None] + 3.5
+    layers = topk.layers_part(weights, f["item"])
+    got = topk.layered_scores(f["user"], layers, max_cells=20) + f["item_bias"] + f["user_bias"][:, None] + 3.5
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # also in sub-blocks of 1 user (max_cells)
     seen = [np.array([0, 1]), np.array([], np.int64), np.array([8]), np.array([]), np.array([2]), np.array([3])]
-    idx, _ = topk.score_block(f["user"], f["item"], f["item_bias"], seen, 4, mlp)
+    idx, _ = topk.score_block(f["user"], f["item"], f["item_bias"], seen, 4, layers)
     for r in range(6):
         ref = [c for c in np.argsort(-want[r], kind="stable") if c not in set(seen[r].tolist())][:4]
         assert idx[r].tolist() == ref

@@ -1,6 +1,6 @@
 """mlp: predicted rating = mean + b_u + b_i + MLP([p_u, q_i]) (seed 004's network), trained on MSE.
 
-Scoring runs the MLP over every (user, item) pair of a block (``topk.mlp_part``): the dense layers are saved
+Scoring runs the MLP over every (user, item) pair of a block (``topk.layers_part``): the dense layers are saved
 as ``mlp.npz`` so that the executors need numpy only."""
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ USERS = "users"  # the number of users a split's ranking metrics average over
 
 
 def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int,
-         mlp: list | None = None) -> DataFrame:
-    matrix = topk.item_matrix(items_pdf, mlp)
+         layers: list | None = None) -> DataFrame:
+    matrix = topk.item_matrix(items_pdf, layers)
     seen_cols = topk.seen_columns(seen, topk.item_columns(spark, matrix, S.ITEM_IDX), S.ITEM_IDX)
     return topk.recommend(users_df, seen_cols, matrix, k, block, 0.0)
 
@@ -147,7 +147,7 @@ def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame,
 
 def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
                    n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
-    """Ranking metrics of every candidate (name -> (users frame, items pdf[, MLP weights])) on one split."""
+    """Ranking metrics of every candidate (name -> (users frame, items pdf[, scoring layers])) on one split."""
     rows = []
     relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
     if cfg.relevance_threshold > 0:
@@ -158,9 +158,9 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
     seen = seen.join(eval_users, S.USER_IDX, "left_semi").cache()
     try:
-        for name, (users_df, items_pdf, *mlp) in candidates.items():
+        for name, (users_df, items_pdf, *layers) in candidates.items():
             users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
-            recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *mlp).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
+            recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *layers).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
             m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
             log.info("evaluate %s %s: NDCG@%d %.4f HR %.4f P %.4f R %.4f MAP %.4f coverage %.3f (%d users)", split,
                      name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
