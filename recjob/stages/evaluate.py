@@ -208,8 +208,11 @@ def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, 
 
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
+    """Read everything (shards, factors, the model's files, the report's items and epoch log), compute every
+    candidate's metrics, then write the ``evaluation`` partition and the report."""
     with stage_timer("evaluate", ds) as record:
         e, store = cfg.evaluate, Artifacts(cfg, spark, ds)
+        # ---- read
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.SHARDS), ds).collect()}
         frames = {s: spark.read.parquet(stats[s]["path"]).cache() for s in S.SPLITS if stats[s]["rows"]}
         run_row = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()
@@ -220,9 +223,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         if encoder is not None and S.TEST in frames:  # tested from everything before the test item
             if not warehouse.path_exists(spark, store.items_before_test):
                 raise warehouse.MissingInputError(f"evaluate: {store.items_before_test} is missing (shards of an "
-                                                  f"older version): rerun the shards stage for ds={ds}")
+                                                  f"older version): run the shards stage again for ds={ds}")
             test_users = topk.encoded_users(model[0], spark.read.parquet(store.items_before_test), encoder)
             test_model = (test_users, *model[1:])
+        report_inputs = (report_items(spark, cfg, ds, frames[S.TRAIN]), store.read_epoch_log()["epoch_log"])
+        # ---- compute
         checkpoints = checkpoint_dir(spark, cfg, ds)
         try:
             rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users,
@@ -235,13 +240,14 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                "iterations": e.als_iterations, "blocks": als_blocks(spark, e), "seed": e.seed, **chosen}
         settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": metrics.BIAS_REG, "model": kind.name,
                                "relevance_threshold": e.relevance_threshold})
+        # ---- write
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
         n = warehouse.write_partition(table, cfg.table(Table.EVALUATION), ds)
         record["wrote"] = {cfg.table(Table.EVALUATION): n}
         record["metrics"] = summary(rows)
-        files = run_report.render(ds, kind.name, record["metrics"], store.read_epoch_log()["epoch_log"],
-                                  report_items(spark, cfg, ds, frames[S.TRAIN]), e.k)
+        items_pdf, epoch_log = report_inputs
+        files = run_report.render(ds, kind.name, record["metrics"], epoch_log, items_pdf, e.k)
         record["wrote"]["report"] = store.put_report(files) + "/report.md"
         log.info("evaluate: report at %s", record["wrote"]["report"])
         for f in frames.values():
