@@ -59,8 +59,10 @@ class Table:
     ITEM_FACTORS = "item_factors"  # train
     TRAINING_RUNS = "training_runs"  # train
     SCORES = "scores"  # score
+    NEIGHBOURS = "neighbours"  # score: each item's similar items by every method (recjob.neighbours)
     EVALUATION = "evaluation"  # evaluate
     RECOMMENDATIONS = "recommendations"  # publish (atomically; what analysts read)
+    ITEM_NEIGHBOURS = "item_neighbours"  # publish: the similar items of the method chosen on validation
 
 
 

@@ -99,6 +99,9 @@ def _check(cfg: Config) -> Config:
         problems.append("shards.rows_per_file and shards.row_group_mb must be >= 1")
     if not 1 <= cfg.score.top_n <= MAX_TOP_N or cfg.score.block_users < 1:
         problems.append(f"score.top_n must be in 1..{MAX_TOP_N} and score.block_users >= 1")
+    nb = cfg.neighbours
+    if not 1 <= nb.top_n <= MAX_TOP_N or nb.max_user_items < 1:
+        problems.append(f"neighbours.top_n must be in 1..{MAX_TOP_N} and neighbours.max_user_items >= 1")
     g = cfg.gate
     if g.min_ndcg_vs_popularity < 0 or g.max_rmse_vs_bias <= 0:
         problems.append("gate.min_ndcg_vs_popularity must be >= 0 and gate.max_rmse_vs_bias > 0")

@@ -141,6 +141,15 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class NeighboursConfig:
+    """Items like an item: each item's most similar items, by the model's factors and by co-occurrence."""
+
+    top_n: int = 10  # similar items per item in item_neighbours
+    cooccurrence: bool = True  # also the co-occurrence (Jaccard) baseline, published instead when better on validation
+    max_user_items: int = 50  # co-occurrence counts each user's latest this many train items (<= shards.history_length)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """The ranking and rating metrics, and the baselines the model is compared with."""
 
@@ -202,6 +211,7 @@ class Config:
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    neighbours: NeighboursConfig = field(default_factory=NeighboursConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)

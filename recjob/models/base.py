@@ -87,6 +87,12 @@ class ModelKind:
         """Dense layers applied to [user factor, item factor] instead of the dot product (None: dot product)."""
         return None
 
+    def similarity_factors(self, item_factors: np.ndarray, item_bias: np.ndarray) -> np.ndarray:
+        """Vectors whose dot product is this kind's item-to-item similarity (item_neighbours' ``factors`` method):
+        the item factors scaled to unit length, so the similarity is their cosine."""
+        norm = np.linalg.norm(item_factors, axis=1, keepdims=True)
+        return np.divide(item_factors, norm, out=np.zeros_like(item_factors, dtype=np.float32), where=norm > 0)
+
     def history_encoder(self, load: Load) -> Callable[[np.ndarray], np.ndarray] | None:
         """A function from item histories (users x L) to user factors, for kinds whose user factor is computed
         from the latest items at scoring time (None: the user factor table is used as is)."""

@@ -20,7 +20,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics, models, topk, warehouse
+from recjob import metrics, models, neighbours, topk, warehouse
 from recjob import report as run_report
 from recjob import schema as S
 from recjob.artifacts import Artifacts
@@ -174,6 +174,30 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     return rows
 
 
+def neighbour_rows(split: str, heldout: DataFrame, last: DataFrame, table: DataFrame, n_items: int,
+                   cfg: EvaluateConfig) -> list[tuple]:
+    """The item-to-item figure of each method in ``table`` (the ``neighbours`` partition) on one split: for each
+    evaluated user, the neighbours of the user's last train item (``last``) as a top-k list, judged against the
+    user's held-out items like the model's lists, with standard errors."""
+    rows = []
+    relevant = heldout.select(S.USER_IDX, S.ITEM_IDX).join(last.select(S.USER_IDX), S.USER_IDX, "left_semi")
+    eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)[0].cache()
+    relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
+    try:
+        for method in [r["method"] for r in table.select("method").distinct().orderBy("method").collect()]:
+            recs = neighbours.ranking_inputs(table, last.join(eval_users, S.USER_IDX, "left_semi"), method)
+            m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
+            name = neighbours.evaluated_name(method)
+            log.info("evaluate %s %s (the last train item's neighbours): NDCG@%d %.4f (+-%.4f) HR %.4f (+-%.4f), "
+                     "%d users", split, name, cfg.k, m["ndcg"], m["ndcg_se"], m["hr"], m["hr_se"], m["users"])
+            rows += [(split, name, f"{metric}@{cfg.k}", float(m[metric])) for metric in ("hr", "ndcg")]
+            rows += [(split, name, f"{metric}@{cfg.k}{SE}", float(m[f"{metric}_se"])) for metric in ("hr", "ndcg")]
+            rows.append((split, name, USERS, float(m["users"])))
+    finally:
+        eval_users.unpersist()
+    return rows
+
+
 def user_sample(users: DataFrame, max_users: int, seed: int,
                 setting: str = "evaluate.max_users") -> tuple[DataFrame, bool]:
     """(``users`` (user_idx), False), or when there are more than ``max_users`` (> 0), (the ``max_users`` of them
@@ -227,6 +251,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             test_users = topk.encoded_users(model[0], spark.read.parquet(store.items_before_test), encoder)
             test_model = (test_users, *model[1:])
         report_inputs = (report_items(spark, cfg, ds, frames[S.TRAIN]), store.read_epoch_log()["epoch_log"])
+        similar = (warehouse.read_partition(spark, cfg.table(Table.NEIGHBOURS), ds)
+                   if warehouse.partition_exists(spark, cfg.table(Table.NEIGHBOURS), ds) else None)
+        n_index = warehouse.read_partition(spark, cfg.table(Table.ITEM_INDEX), ds).count()
+        last = (neighbours.last_items(spark.read.parquet(store.item_histories), n_index).cache()
+                if similar is not None and warehouse.path_exists(spark, store.item_histories) else None)
         # ---- compute
         checkpoints = checkpoint_dir(spark, cfg, ds)
         try:
@@ -235,6 +264,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
+        if last is not None:  # the item-to-item figure of each neighbours method
+            for split in (S.VALIDATION, S.TEST):
+                if split in frames:
+                    rows += neighbour_rows(split, frames[split], last, similar, n_index, e)
+            last.unpersist()
         explicit_reg = e.als_reg if kind.predicts_ratings else None  # ALS explicit: fitted for rating models only
         als = {"rank": e.als_rank, "reg": explicit_reg, "implicit_regs": e.als_implicit_regs, "alpha": e.als_alpha,
                "iterations": e.als_iterations, "blocks": als_blocks(spark, e), "seed": e.seed, **chosen}

@@ -18,7 +18,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import models, serving, warehouse
+from recjob import models, neighbours, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.progress import stage_timer
@@ -31,7 +31,8 @@ COLUMNS = [S.USER, S.RANK, S.ITEM, S.TITLE, S.SCORE]
 
 # What describes a ds's model: the tables (ds partitions) and folders (under data_dir) that train, score and
 # evaluate write for it.
-MODEL_TABLES = (Table.TRAINING_RUNS, Table.USER_FACTORS, Table.ITEM_FACTORS, Table.SCORES, Table.EVALUATION)
+MODEL_TABLES = (Table.TRAINING_RUNS, Table.USER_FACTORS, Table.ITEM_FACTORS, Table.SCORES, Table.NEIGHBOURS,
+                Table.EVALUATION)
 MODEL_FOLDERS = ("models", "reports")
 
 
@@ -117,6 +118,24 @@ def transform(scores: DataFrame, item_index: DataFrame, items: DataFrame) -> Dat
             .select(*COLUMNS))
 
 
+def neighbours_method(evaluation: dict, k: int) -> str:
+    """The neighbours method to publish: the one with the higher validation NDCG@k of the item-to-item figure
+    (the factors' on a tie, or when there are no figures)."""
+    ndcg = {m: evaluation.get(neighbours.evaluated_name(m), {}).get(f"ndcg@{k}") for m in neighbours.METHODS}
+    best = max((v, m == neighbours.FACTORS, m) for m, v in ndcg.items() if v is not None) if any(
+        v is not None for v in ndcg.values()) else None
+    return best[2] if best else neighbours.FACTORS
+
+
+def similar_items(table: DataFrame, method: str, item_index: DataFrame, items: DataFrame) -> DataFrame:
+    """The published similar items of ``method``: (asin, rank, neighbour asin, its title, score, method)."""
+    asin = item_index.select(S.ITEM_IDX, S.ITEM)
+    other = item_index.select(F.col(S.ITEM_IDX).alias(neighbours.NEIGHBOUR_IDX), F.col(S.ITEM).alias("neighbour"))
+    titles = items.select(F.col(S.ITEM).alias("neighbour"), S.TITLE)
+    return (table.where(F.col("method") == method).join(asin, S.ITEM_IDX).join(other, neighbours.NEIGHBOUR_IDX)
+            .join(titles, "neighbour", "left").select(S.ITEM, S.RANK, "neighbour", S.TITLE, S.SCORE, "method"))
+
+
 def check(recs: DataFrame) -> list[str]:
     """Problems that must stop a publish (empty list: fine)."""
     per_user = recs.groupBy(S.USER).agg(F.count(F.lit(1)).alias("n"), F.min(S.RANK).alias("lo"),
@@ -154,12 +173,12 @@ def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> l
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("publish", ds) as record:
         published_copy(cfg, spark, ds)  # finishes a publish stopped between its switch and its copy's move
-        if cfg.gate.enabled:
-            rows = (warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
-                    .where(F.col(S.SPLIT) == S.VALIDATION).collect())
-            evaluation: dict = {}
-            for r in rows:
+        evaluation: dict = {}
+        if warehouse.partition_exists(spark, cfg.table(Table.EVALUATION), ds):
+            for r in (warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
+                      .where(F.col(S.SPLIT) == S.VALIDATION).collect()):
                 evaluation.setdefault(r["model"], {})[r["metric"]] = r["value"]
+        if cfg.gate.enabled:
             kind = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()["model"]
             reasons = gate(evaluation, models.get(kind).predicts_ratings, cfg.gate, cfg.evaluate.k)
             if reasons:
@@ -178,6 +197,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             kept_at = set_aside(cfg, spark, ds)
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
+        method = neighbours_method(evaluation, cfg.evaluate.k)
+        if warehouse.partition_exists(spark, cfg.table(Table.NEIGHBOURS), ds):
+            similar = similar_items(warehouse.read_partition(spark, cfg.table(Table.NEIGHBOURS), ds), method,
+                                    item_index, items)
+            record["item_neighbours"] = {"method": method, "rows": warehouse.publish_partition(
+                similar, cfg.table(Table.ITEM_NEIGHBOURS), ds)}
         published = cfg.ds_path("published", ds)
 
         def keep_copy(version: str) -> None:  # before the switch: no list is published without its model's copy

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import models, topk, warehouse
+from recjob import models, neighbours, topk, warehouse
 from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config
@@ -57,6 +59,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
         recs = topk.recommend(users, seen, matrix, cfg.score.top_n, cfg.score.block_users, float(mean))
         n = warehouse.write_partition(recs, cfg.table(Table.SCORES), ds)
+        record["neighbours"] = write_neighbours(cfg, spark, ds, kind, items_pdf, store)
         n_users = users.count()
         log.info("score: %d users x %d items -> %d recommendations (top %d); %d of the users have no factors "
                  "(no review in the train split) and got the model's lists for a user without train history",
@@ -66,6 +69,27 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         record["wrote"] = {cfg.table(Table.SCORES): n}
         record["users_without_factors"] = n_cold
     return record
+
+
+def write_neighbours(cfg: Config, spark: SparkSession, ds: str, kind, items_pdf, store: Artifacts) -> dict:
+    """Each item's similar items by the kind's factor similarity and, when configured and the item histories
+    are there, by co-occurrence, into the ``neighbours`` working table; publish chooses the method."""
+    nb = cfg.neighbours
+    factors = np.stack(items_pdf["factors"].to_numpy()).astype(np.float32)
+    vectors = kind.similarity_factors(factors, items_pdf["bias"].to_numpy(np.float32))
+    parts = [neighbours.by_factors(spark, items_pdf[[S.ITEM_IDX, S.ITEM]], vectors, nb.top_n, cfg.score.block_users)]
+    index = warehouse.read_partition(spark, cfg.table(Table.ITEM_INDEX), ds).select(S.ITEM, S.ITEM_IDX)
+    if nb.cooccurrence and warehouse.path_exists(spark, store.item_histories):
+        n_items = index.count()  # the item histories' padding value (shards)
+        parts.append(neighbours.by_cooccurrence(spark.read.parquet(store.item_histories), index, n_items,
+                                                nb.top_n, nb.max_user_items))
+    elif nb.cooccurrence:
+        log.warning("score: no item histories in the shards (shards.history_length=0): no co-occurrence neighbours")
+    table = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    n = warehouse.write_partition(table, cfg.table(Table.NEIGHBOURS), ds)
+    log.info("score: %d neighbour rows (top %d of %d items, methods: %s)", n, nb.top_n, len(items_pdf),
+             ", ".join(neighbours.METHODS[:len(parts)]))
+    return {cfg.table(Table.NEIGHBOURS): n}
 
 
 def cold_users(sampled: DataFrame, trained: DataFrame) -> DataFrame:
