@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DS ?= $(shell date -u +%F)
 
-.PHONY: demo test test-slow test-all install bench dist clean
+.PHONY: demo web test test-slow test-all install bench dist clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/recjob demo --conf conf/local.yaml --ds $(DS)
+
+web: $(STAMP)  # the pages of the published runs, at http://127.0.0.1:8080/
+	$(BIN)/recjob web --conf conf/local.yaml
 
 test: $(STAMP)  # the fast tier: unit and small Spark tests (about 5 minutes on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -80,13 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--users", type=int, default=3)
     q = sub.add_parser("sql", parents=[common], help="run a SQL query on the warehouse, print tab-separated rows")
     q.add_argument("query", help="e.g. \"SELECT * FROM recjob.recommendations WHERE ds = '2026-01-04' LIMIT 20\"")
+    w = sub.add_parser("web", parents=[common], help="serve the pages of the published runs (read-only, no Spark)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, default=WEB_PORT)
     d = sub.add_parser("demo", parents=[common], help="generate data if missing, run everything, show results")
     d.add_argument("--ds", type=_ds, default=dt.date.today().isoformat())
     d.add_argument("--users", type=int, default=3)
     return p
 
 
-DEMO_REVIEWS = 300_000  # about a minute of pipeline on 2 cores
+DEMO_REVIEWS = 300_000  # a few minutes of pipeline on 2 cores
+WEB_PORT = 8080
 
 
 def generate(cfg: C.Config, out: str, reviews: int = DEMO_REVIEWS, users: int = 0, items: int = 0,
@@ -117,6 +121,18 @@ def show(cfg: C.Config, spark, ds: str, users: int) -> str:
         lines.append(f"    {row['rank']:>2}. {row['asin']}  {row['score']:.2f}  {row['title'] or '(no title)'}")
     lines.append(f"\nQuery it: SELECT * FROM {table} WHERE ds = '{ds}' ORDER BY reviewerID, rank")
     return "\n".join(lines)
+
+
+def web(cfg: C.Config, host: str, port: int) -> int:
+    """Serve the pages until stopped (Ctrl-C or SIGTERM); the published index is read as it changes."""
+    from werkzeug.serving import run_simple
+
+    from recjob.web.app import create_app
+
+    app = create_app(cfg.path(""))
+    print(f"recjob web: the published runs of {cfg.path('')} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    run_simple(host, port, app, threaded=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +203,8 @@ def _main(args: argparse.Namespace) -> int:
             for key, value in session.spark_conf(cfg).items():
                 print(f"{key} {value}")
             return 0
+        if args.command == "web":
+            return web(cfg, args.host, args.port)
         if args.command == "generate":
             generate(cfg, args.out or os.path.dirname(cfg.path(cfg.input.reviews)), args.reviews, args.users,
                      args.items, args.seed)
@@ -208,6 +226,8 @@ def _main(args: argparse.Namespace) -> int:
             with locked(spark):
                 pipeline.run(cfg, spark, args.ds)
             print(show(cfg, spark, args.ds, args.users))
+            print(f"\nThe run's page: start `recjob web{' --conf ' + args.conf if args.conf else ''}` (or `make web`) "
+                  f"and open http://127.0.0.1:{WEB_PORT}/run/{args.ds}")
             return 0
         spark = session.session(cfg)
         if args.command == "run":

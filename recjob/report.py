@@ -7,7 +7,8 @@ import io
 import numpy as np
 import pandas as pd
 
-MODELS = ("model", "global_mean", "bias", "als", "popularity", "als_implicit")
+MODELS = ("model", "global_mean", "bias", "als", "popularity", "als_implicit",
+          "neighbours:factors", "neighbours:cooccurrence")  # the last two: the item-to-item figure
 
 
 def metric_names(k: int) -> tuple[str, ...]:

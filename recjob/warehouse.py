@@ -69,8 +69,19 @@ def write_partition(df: DataFrame, table: str, ds: str, partition_cols: tuple[st
 VERSIONS = "_versions"  # under a table's folder: each publish of a ds in its own folder (Spark skips "_" names)
 
 
+LOOKUP_ROW_GROUP_BYTES = 1 << 20  # row groups of files sorted for lookups by key: one read per lookup
+
+
+def write_sorted(df: DataFrame, folder: str, keys: list[str]) -> None:
+    """Parquet at ``folder`` sorted by ``keys`` (ranges of the first key across files) in small row groups, so a
+    reader finds one key's rows from the row groups' min/max statistics and reads little else."""
+    parts = max(1, df.sparkSession.sparkContext.defaultParallelism)
+    (df.repartitionByRange(parts, keys[0]).sortWithinPartitions(*keys).write
+     .option("parquet.block.size", str(LOOKUP_ROW_GROUP_BYTES)).parquet(folder))
+
+
 def publish_partition(df: DataFrame, table: str, ds: str,
-                      before_switch: Callable[[str], None] | None = None) -> int:
+                      before_switch: Callable[[str], None] | None = None, sort_by: list[str] | None = None) -> int:
     """Replace the ``ds`` partition of ``table`` with ``df`` so that readers never see it missing or half written.
 
     The rows go to a new folder, ``<table>/_versions/ds=<ds>/<stamp>``; when it is complete, one metastore call
@@ -78,14 +89,18 @@ def publish_partition(df: DataFrame, table: str, ds: str,
     old or the new folder, whole. The folder it replaced is kept until the next publish of the ds (a query that
     began before the switch may still be reading it); older ones are removed. ``before_switch(folder)`` runs once
     the new folder is complete, before the metastore call (publish keeps its copy of the model there, so that
-    no published list is ever without the model that made it). Returns the rows published."""
+    no published list is ever without the model that made it). ``sort_by``: written by ``write_sorted`` (a
+    page reads one user's or item's rows without scanning the table). Returns the rows published."""
     spark = df.sparkSession
     out = _with_table(df, table, ds).drop(DS)
     root = table_location(spark, table).rstrip("/")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     folder = f"{root}/{VERSIONS}/{DS}={ds}/{stamp}"
     log.info("writing %s partition ds=%s to %s", table, ds, folder)
-    out.write.parquet(folder)
+    if sort_by:
+        write_sorted(out, folder, sort_by)
+    else:
+        out.write.parquet(folder)
     rows = spark.read.parquet(folder).count()
     if before_switch is not None:
         before_switch(folder)

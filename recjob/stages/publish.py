@@ -13,7 +13,9 @@ puts the published ones back (or, if nothing was ever published for the ds, leav
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import uuid
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -23,6 +25,7 @@ from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.progress import stage_timer
 from recjob.names import Table
+from recjob.web import files
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,41 @@ def similar_items(table: DataFrame, method: str, item_index: DataFrame, items: D
             .join(titles, "neighbour", "left").select(S.ITEM, S.RANK, "neighbour", S.TITLE, S.SCORE, "method"))
 
 
+def write_page_files(cfg: Config, spark: SparkSession, ds: str, recs: DataFrame, items: DataFrame,
+                     method: str) -> str:
+    """What ``recjob web`` reads for ``ds`` without Spark (``recjob.web.files``): each user's reviewed items and
+    each item's title and number of users it is recommended to, sorted for lookups in a new versioned folder,
+    then the index entry that points at them and at the current published partitions."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    root = cfg.path(f"{files.WEB}/ds={ds}")
+    folder = f"{root}/{stamp}"
+    titles = items.select(S.ITEM, S.TITLE)
+    reviewed = (warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
+                .select(S.USER, S.ITEM, S.RATING, S.TIME).join(titles, S.ITEM, "left"))
+    warehouse.write_sorted(reviewed, f"{folder}/{files.REVIEWED}", [S.USER, S.TIME])
+    counts = recs.groupBy(S.ITEM).agg(F.countDistinct(S.USER).alias("recommended_to"))
+    per_item = titles.join(counts, S.ITEM, "left").fillna(0, ["recommended_to"])
+    warehouse.write_sorted(per_item, f"{folder}/{files.ITEMS}", [S.ITEM])
+    evaluation = [r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
+                  .drop("settings").collect()] if warehouse.partition_exists(spark, cfg.table(Table.EVALUATION), ds) else []
+    run = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()
+    published = cfg.ds_path("published", ds)
+    entry = {"recommendations": warehouse.partition_location(spark, cfg.table(Table.RECOMMENDATIONS), ds),
+             "item_neighbours": warehouse.partition_location(spark, cfg.table(Table.ITEM_NEIGHBOURS), ds),
+             "neighbours_method": method, "pages": folder, "evaluation": evaluation, "model": run["model"],
+             "gate": "passed" if cfg.gate.enabled else "not checked (gate.enabled=false)", "k": cfg.evaluate.k,
+             "report": f"{published}/reports", "published_at": stamp, "database": cfg.database}
+    if "://" in cfg.data_dir:
+        log.warning("publish: data_dir %s is not a local folder: recjob web reads local files only", cfg.data_dir)
+    else:
+        files.write_index(cfg.path(""), ds, entry)
+    fs, versions = warehouse.hadoop_fs(spark, root)  # the folder replaced is kept (a page may be reading it)
+    kept = sorted(s.getPath().getName() for s in fs.listStatus(versions))[:-2]
+    for old in kept:
+        warehouse.delete_path(spark, f"{root}/{old}")
+    return folder
+
+
 def check(recs: DataFrame) -> list[str]:
     """Problems that must stop a publish (empty list: fine)."""
     per_user = recs.groupBy(S.USER).agg(F.count(F.lit(1)).alias("n"), F.min(S.RANK).alias("lo"),
@@ -202,14 +240,16 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             similar = similar_items(warehouse.read_partition(spark, cfg.table(Table.NEIGHBOURS), ds), method,
                                     item_index, items)
             record["item_neighbours"] = {"method": method, "rows": warehouse.publish_partition(
-                similar, cfg.table(Table.ITEM_NEIGHBOURS), ds)}
+                similar, cfg.table(Table.ITEM_NEIGHBOURS), ds, sort_by=[S.ITEM, S.RANK])}
         published = cfg.ds_path("published", ds)
 
         def keep_copy(version: str) -> None:  # before the switch: no list is published without its model's copy
             record["saved"] = save_model_outputs(cfg, spark, ds, published + PENDING, version)
 
-        n = warehouse.publish_partition(recs, cfg.table(Table.RECOMMENDATIONS), ds, before_switch=keep_copy)
+        n = warehouse.publish_partition(recs, cfg.table(Table.RECOMMENDATIONS), ds, before_switch=keep_copy,
+                                        sort_by=[S.USER, S.RANK])
         warehouse.replace_folder(spark, published + PENDING, published)
+        record["web"] = write_page_files(cfg, spark, ds, recs, items, method)
         if cfg.publish.jdbc_url:
             served = serving.export(recs, cfg.publish, ds)
             if served != n:
