@@ -22,7 +22,7 @@ demo: $(STAMP)
 web: $(STAMP)  # the pages of the published runs, at http://127.0.0.1:8080/
 	$(BIN)/recjob web --conf conf/local.yaml
 
-test: $(STAMP)  # the fast tier: unit and small Spark tests (about 5 minutes on 2 cores)
+test: $(STAMP)  # the fast tier: unit and small Spark tests
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  # whole pipelines and real `airflow dags test` runs

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 HOME = Path(os.environ.get("RECJOB_HOME", Path(__file__).resolve().parents[1]))
@@ -57,13 +57,17 @@ TASK_TIMEOUT = timedelta(hours=float(os.environ.get("RECJOB_TASK_TIMEOUT_HOURS",
 LOG4J = HOME / "conf" / "log4j2.properties"  # Spark at WARN: task logs show recjob's own stage reports
 
 try:  # recjob's names when it is importable here (it needs neither Spark nor TensorFlow for them)
-    from recjob.names import EXIT_MEANING, EXIT_NO_RETRY, STAGES
+    from recjob.names import EXIT_MEANING, EXIT_NO_RETRY, PUBLISHED_TABLES, STAGES, asset_uri
 except ImportError:  # Airflow in its own environment: the same values (tests/test_dags.py keeps them equal)
     STAGES = ("ingest", "sample", "ids", "shards", "train", "score", "evaluate", "publish")
     EXIT_NO_RETRY = (2, 3, 4, 6)
     EXIT_MEANING = {2: "bad configuration", 3: "input refused: unreadable file or too many invalid lines",
                     4: "quality gate refused the model: nothing published",
                     6: "permission denied or read-only filesystem: fix access, then rerun"}
+    PUBLISHED_TABLES = ("recommendations", "item_neighbours")
+
+    def asset_uri(database: str, table: str) -> str:
+        return f"recjob://{database}/{table}"
 
 RESULT_FILE_ENV = "RECJOB_RESULT_FILE"  # where the job leaves its exit code (recjob.cli)
 
@@ -115,7 +119,7 @@ def _conf_defaults(path: str) -> dict:
             cfg = config.Config()  # the job refuses the file itself, with the reason (exit 2)
         i, t = cfg.input, cfg.train
         kind_default = models.get(t.model).settings().get("factors") if t.model in models.KINDS else None
-        return {"reviews": i.reviews, "metadata": i.metadata, "window_start": cfg.sample.start,
+        return {"database": cfg.database, "reviews": i.reviews, "metadata": i.metadata, "window_start": cfg.sample.start,
                 "window_end": cfg.sample.end, "top_n": cfg.score.top_n, "model": t.model,
                 "factors": None if t.factors == kind_default else t.factors}  # None: the model kind's default
     import yaml
@@ -127,6 +131,7 @@ def _conf_defaults(path: str) -> dict:
         conf = {}
     section = lambda name: conf.get(name) or {}  # noqa: E731
     return {
+        "database": conf.get("database", "recjob"),
         "reviews": section("input").get("reviews", "raw/reviews.json.gz"),
         "metadata": section("input").get("metadata", "raw/meta.json.gz"),
         "window_start": str(section("sample").get("start", "2018-01-01")),
@@ -138,6 +143,9 @@ def _conf_defaults(path: str) -> dict:
 
 
 DEFAULTS = _conf_defaults(CONF)
+# The published tables as Airflow Assets: publish updates them, so a downstream DAG can run on
+# "recommendations of recjob published" (dags/recjob_published_consumer.py).
+PUBLISHED_ASSETS = [Asset(asset_uri(DEFAULTS["database"], t)) for t in PUBLISHED_TABLES]
 
 
 def _model_choices() -> tuple[dict, str]:
@@ -224,6 +232,7 @@ with DAG(
             conf={"spark.pyspark.python": EXECUTOR_PYTHON, "spark.pyspark.driver.python": PYTHON,
                   "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J}"},
             env_vars=ENV,
+            outlets=PUBLISHED_ASSETS if stage == STAGES[-1] else [],
         )
         if previous is not None:
             previous >> task

@@ -66,6 +66,15 @@ class Table:
 
 
 
+def asset_uri(database: str, table: str) -> str:
+    """The Airflow Asset a published table is known by (the DAG's publish task updates it; a downstream DAG can be
+    scheduled on it)."""
+    return f"recjob://{database}/{table}"
+
+
+PUBLISHED_TABLES = (Table.RECOMMENDATIONS, Table.ITEM_NEIGHBOURS)  # what publish replaces atomically, per ds
+
+
 # Exit codes, so that a scheduler can tell a failure worth retrying from one that a retry cannot change.
 EXIT_FAILED = 1  # anything else: worth a retry (a lost executor, a full disk, a missing input not there yet)
 EXIT_CONFIG = 2  # bad configuration or arguments, refused before Spark starts

@@ -113,3 +113,9 @@ def test_next_date_gives_a_second_complete_partition(env):
         SELECT count(*) FROM recjob.user_index a JOIN recjob.user_index b ON a.reviewerID = b.reviewerID
         WHERE a.ds = '{DATES[0]}' AND b.ds = '{DATES[1]}' AND a.user_idx != b.user_idx""")
     assert changed == "0"
+    # the example consumer, scheduled on the published asset, queries the newest partition by name
+    consumer = run_capped([str(BIN / "airflow"), "dags", "test", "recjob_published_consumer", DATES[-1]],
+                          env=env["env"], capture_output=True, text=True, cap_s=900)
+    log = consumer.stdout + consumer.stderr
+    assert consumer.returncode == 0 and "newest_recommendations" in log, log[-3000:]
+    assert f"{DATES[-1]}\t" in log, log[-3000:]  # the query's row: the newest ds, its rows and users

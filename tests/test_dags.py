@@ -106,4 +106,19 @@ def test_the_dags_fallback_names_equal_recjobs(monkeypatch):
     spec.loader.exec_module(module)
     assert tuple(module.STAGES) == names.STAGES
     assert set(module.EXIT_NO_RETRY) == set(names.EXIT_NO_RETRY)
+    assert tuple(module.PUBLISHED_TABLES) == names.PUBLISHED_TABLES and module.asset_uri("d", "t") == names.asset_uri("d", "t")
     assert all(module.EXIT_MEANING[c] == names.EXIT_MEANING[c] for c in names.EXIT_NO_RETRY)
+
+
+def test_publish_updates_the_published_assets_and_the_example_consumer_runs_on_them(dagbag):
+    from recjob import config
+    from recjob.names import PUBLISHED_TABLES, Table, asset_uri
+
+    database = config.load(str(ROOT / "conf" / "local.yaml"), resolve_env=False).database
+    dag = dagbag.dags["recjob_amazon_movies"]
+    outlets = {a.uri for a in dag.get_task(STAGES[-1]).outlets}
+    assert outlets == {asset_uri(database, t) for t in PUBLISHED_TABLES}
+    assert all(not dag.get_task(s).outlets for s in STAGES[:-1])  # only publish, after the switch, updates them
+    consumer = dagbag.dags["recjob_published_consumer"]
+    assert asset_uri(database, Table.RECOMMENDATIONS) in str(consumer.timetable.asset_condition)
+    assert "recommendations" in consumer.get_task("newest_recommendations").bash_command
