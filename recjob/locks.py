@@ -14,10 +14,11 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pyspark.sql import SparkSession
 
@@ -104,35 +105,114 @@ def ds_lock(spark: SparkSession, lock_dir: str, ds: str, what: str,
             log.warning("could not remove the lock %s: the next run takes it over once stale", path)
 
 
+class LockLost(Busy):
+    """The run's metastore lock went with its connection (PostgreSQL restarted) and another run holds it now."""
+
+
+def _try_advisory_lock(conn, name: str) -> bool:  # noqa: ANN001 (a java.sql.Connection through py4j)
+    query = conn.prepareStatement("SELECT pg_try_advisory_lock(hashtext(?))")
+    query.setString(1, name)
+    result = query.executeQuery()
+    result.next()
+    return bool(result.getBoolean(1))
+
+
+def _advisory_holder(conn, label: str) -> str:  # noqa: ANN001
+    holders = conn.prepareStatement("SELECT application_name, backend_start FROM pg_stat_activity "
+                                    "WHERE application_name LIKE ? AND pid <> pg_backend_pid()")
+    holders.setString(1, label + ":%")
+    found = holders.executeQuery()
+    if not found.next():
+        return "another run"
+    return found.getString(1).split(": ", 1)[-1] + " (since " + str(found.getTimestamp(2)) + ")"
+
+
+def _close(conn) -> None:  # noqa: ANN001
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 (already broken: nothing to release)
+        pass
+
+
+def _stop_main_thread() -> None:
+    """A real SIGINT: it interrupts the main thread even inside a blocking call into the JVM."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @contextlib.contextmanager
-def metastore_lock(spark: SparkSession, conf: dict, database: str, ds: str, what: str) -> Iterator[str | None]:
+def metastore_lock(spark: SparkSession | None, conf: dict, database: str, ds: str, what: str,
+                   heartbeat_s: float = HEARTBEAT_S, connect: Callable[[str], object] | None = None,
+                   stop_run: Callable[[], None] = _stop_main_thread) -> Iterator[str | None]:
     """With the metastore on PostgreSQL, also hold a session advisory lock on (database, ds) in the metastore's
     database while the block runs: two runs of one ds that share the catalog but not data_dir (and so not the
     lock file) are refused too. PostgreSQL releases it when the connection ends, so a killed run frees it at once.
-    ``conf``: the resolved Spark settings (javax.jdo connection URL, user, password). Yields the lock's name."""
+
+    The connection is checked every ``heartbeat_s``. When it is gone (PostgreSQL restarted: the lock with it)
+    the lock is taken again on a new connection as soon as the database answers; if another run took it
+    meanwhile, the run is stopped (``LockLost``, exit 5) rather than carrying on beside that run.
+    ``conf``: the resolved Spark settings (javax.jdo connection URL, user, password); ``connect``: opens a
+    java.sql.Connection given its application name (tests). Yields the lock's name."""
     url = conf.get("spark.hadoop.javax.jdo.option.ConnectionURL", "")
     if not url.startswith("jdbc:postgresql:"):
         yield None
         return
     name = f"recjob {database} ds={ds}"
     label = f"{database} ds={ds}"  # PostgreSQL keeps 63 bytes of an application name: the holder, briefly
-    conn = warehouse.jdbc_connection(spark, url, conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""),
-                                     conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""),
-                                     f"{label}: {what}, pid {os.getpid()}@{socket.gethostname()}"[:63])
+    if connect is None:
+        def connect(application_name: str):  # noqa: ANN202
+            return warehouse.jdbc_connection(
+                spark, url, conf.get("spark.hadoop.javax.jdo.option.ConnectionUserName", ""),
+                conf.get("spark.hadoop.javax.jdo.option.ConnectionPassword", ""), application_name)
+    app = f"{label}: {what}, pid {os.getpid()}@{socket.gethostname()}"[:63]
+    state: dict = {"conn": connect(app), "lost": None}
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(heartbeat_s):
+            try:
+                if state["conn"].isValid(10):
+                    continue
+            except Exception:  # noqa: BLE001 (a broken connection may raise rather than answer False)
+                pass
+            log.warning("the metastore connection holding the lock %r is gone (was PostgreSQL restarted?): "
+                        "taking the lock again", name)
+            try:
+                conn = connect(app)
+            except Exception as exc:  # noqa: BLE001 (the database is still down: try again at the next beat)
+                log.warning("cannot reach the metastore database to take the lock %r again (%s); retrying in %.0fs",
+                            name, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, heartbeat_s)
+                continue
+            if _try_advisory_lock(conn, name):
+                _close(state["conn"])
+                state["conn"] = conn
+                log.warning("took the metastore lock %r again", name)
+                continue
+            state["lost"] = (f"ds={ds} of database {database}: this run's metastore lock went with its connection "
+                             f"and {_advisory_holder(conn, label)} holds it now; this run stops so as not to write "
+                             f"beside it")
+            _close(conn)
+            log.error("%s", state["lost"])
+            if not stop.is_set():
+                stop_run()
+            return
+
     try:
-        query = conn.prepareStatement("SELECT pg_try_advisory_lock(hashtext(?))")
-        query.setString(1, name)
-        result = query.executeQuery()
-        result.next()
-        if not result.getBoolean(1):
-            holders = conn.prepareStatement("SELECT application_name, backend_start FROM pg_stat_activity "
-                                            "WHERE application_name LIKE ? AND pid <> pg_backend_pid()")
-            holders.setString(1, label + ":%")
-            found = holders.executeQuery()
-            holder = found.getString(1) + " (since " + str(found.getTimestamp(2)) + ")" if found.next() else "another run"
-            raise Busy(f"ds={ds} of database {database} is being run by {holder.split(': ', 1)[-1]} (a lock in the "
-                       f"metastore database); wait for it to finish: the lock goes with its connection")
+        if not _try_advisory_lock(state["conn"], name):
+            raise Busy(f"ds={ds} of database {database} is being run by {_advisory_holder(state['conn'], label)} "
+                       f"(a lock in the metastore database); wait for it to finish: the lock goes with its connection")
         log.info("holding the metastore lock %r", name)
-        yield name
+        thread = threading.Thread(target=keep, name=f"metastore-lock-ds={ds}", daemon=True)
+        thread.start()
+        try:
+            yield name
+        except BaseException as exc:
+            if state["lost"]:
+                raise LockLost(state["lost"]) from exc
+            raise
+        finally:
+            stop.set()
+            thread.join(timeout=15)
+        if state["lost"]:  # lost as the block ended: what it wrote may have met the other run's writes
+            raise LockLost(state["lost"])
     finally:
-        conn.close()  # ends the session: releases the advisory lock
+        _close(state["conn"])  # ends the session: releases the advisory lock
