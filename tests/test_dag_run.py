@@ -119,3 +119,9 @@ def test_next_date_gives_a_second_complete_partition(env):
     log = consumer.stdout + consumer.stderr
     assert consumer.returncode == 0 and "newest_recommendations" in log, log[-3000:]
     assert f"{DATES[-1]}\t" in log, log[-3000:]  # the query's row: the newest ds, its rows and users
+    # retention: a publish that keeps one working ds expires the first ds's working tables, not its lists
+    kept = run_capped([str(BIN / "recjob"), "publish", "--conf", env["conf"], "--ds", DATES[-1],
+                       "--set", "retention.working=1"], env=env["env"], capture_output=True, text=True, cap_s=900)
+    assert kept.returncode == 0 and f"retention: removed ds={DATES[0]}" in kept.stderr, kept.stderr[-3000:]
+    assert sql(env, "SELECT DISTINCT ds FROM recjob.reviews") == [[DATES[-1]]]
+    assert [p[0] for p in sql(env, "SELECT DISTINCT ds FROM recjob.recommendations ORDER BY ds")] == DATES

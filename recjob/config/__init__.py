@@ -20,7 +20,7 @@ from recjob.config.parsing import YamlError, _build, _dates_to_str, _merge, _yam
 from recjob.config.secrets import (ENV_REF, JDBC_DRIVER, METASTORE_CONF, METASTORES,  # noqa: F401
                                    SECRET_KEY, _resolve_secrets)
 from recjob.config.settings import (Config, ConfigError, EvaluateConfig, GateConfig, IngestConfig,  # noqa: F401
-                                    InputConfig, NeighboursConfig, PublishConfig, SampleConfig, ScoreConfig, ShardsConfig,
+                                    InputConfig, NeighboursConfig, PublishConfig, RetentionConfig, SampleConfig, ScoreConfig, ShardsConfig,
                                     SparkConfig, TrainConfig)
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file larger than this is refused unread

@@ -116,6 +116,8 @@ def _check(cfg: Config) -> Config:
                         "(0: every user; 0 blocks: the session's default parallelism)")
     if cfg.evaluate.als_reg < 0 or min(cfg.evaluate.als_implicit_regs) < 0:
         problems.append("evaluate.als_reg and evaluate.als_implicit_regs must be >= 0")
+    if cfg.retention.working < 0 or cfg.retention.published < 0:
+        problems.append("retention.working and retention.published must be >= 0 (0: keep every ds)")
     input_problems = readers.problems(cfg.input)
     problems += input_problems
     if not input_problems and t.model in kinds and kinds[t.model].predicts_ratings and not readers.has_ratings(cfg.input):

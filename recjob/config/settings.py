@@ -199,6 +199,18 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How many run dates each table and folder keeps; expiry runs at the end of every publish."""
+
+    # the working tables and folders (reviews, interactions, ids, shards, factors, scores, models, reports, ...)
+    # keep the newest this many ds (and always the ds just run); 0: every ds
+    working: int = 2
+    # the published tables (recommendations, item_neighbours), evaluation, the published model copies and the
+    # pages keep the newest this many ds (and always the ds just published); 0: every ds
+    published: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting of a run: where its data lives, and one section per part of the pipeline."""
 
@@ -215,6 +227,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def path(self, relative: str) -> str:
         """Resolve a configured path: URLs and absolute paths as given, others under data_dir."""

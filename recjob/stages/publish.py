@@ -20,7 +20,7 @@ import uuid
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import models, neighbours, serving, warehouse
+from recjob import models, neighbours, retention, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.progress import stage_timer
@@ -263,4 +263,5 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         record["wrote"] = {cfg.table(Table.RECOMMENDATIONS): n, "users": users}
         if cfg.publish.jdbc_url:
             record["wrote"][f"serving {cfg.publish.jdbc_table}"] = served
+        record["expired"] = retention.expire(cfg, spark, ds)  # retention.*: what no run date needs any more
     return record

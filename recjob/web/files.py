@@ -49,14 +49,29 @@ def read_index(data_dir: str) -> dict:
 
 
 def write_index(data_dir: str, ds: str, entry: dict) -> None:
-    """Put ``entry`` for ``ds`` in the index: written beside it, then renamed over it (readers see either)."""
-    path = index_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Put ``entry`` for ``ds`` in the index."""
     index = read_index(data_dir)
     index.setdefault("ds", {})[ds] = entry
+    _replace_index(data_dir, index)
+
+
+def _replace_index(data_dir: str, index: dict) -> None:
+    """Write the index beside it, then rename it over it (readers see the old or the new one)."""
+    path = index_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(path.name + f".{os.getpid()}.tmp")
     staged.write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(staged, path)
+
+
+def remove_index_entry(data_dir: str, ds: str) -> None:
+    """Take ``ds`` out of the index (retention), the same way: written beside it, then renamed over it."""
+    if "://" in data_dir:
+        return
+    index = read_index(data_dir)
+    if ds in index.get("ds", {}):
+        del index["ds"][ds]
+        _replace_index(data_dir, index)
 
 
 class SortedTable:
