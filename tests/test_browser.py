@@ -94,6 +94,20 @@ def _shot(driver, name: str) -> None:
         driver.save_screenshot(str(ROOT / "docs" / name))
 
 
+def _follow(driver, action, element_id: str):
+    """Runs ``action`` (a click, a back) and waits for the next page to replace this one and show
+    ``element_id``: a click returns before its navigation ends. No short timeout: a slow machine only waits longer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    action()
+    wait = WebDriverWait(driver, 600)
+    wait.until(ec.staleness_of(page))
+    return wait.until(ec.presence_of_element_located((By.ID, element_id)))
+
+
 def _console_errors(driver) -> list:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
@@ -114,19 +128,16 @@ def test_a_user_is_followed_to_an_item_and_its_neighbours(site, browser):
     user = files.SortedTable(entry["recommendations"], "reviewerID")._groups[0][0]
     box = browser.find_element(By.ID, "user-id")
     box.send_keys(user)
-    browser.find_element(By.ID, "search").click()
-    assert browser.find_element(By.ID, "user").text == user
+    assert _follow(browser, browser.find_element(By.ID, "search").click, "user").text == user
     rows = browser.find_elements(By.CSS_SELECTOR, "#recommendations td.title")
     assert len(rows) == 10 and all(r.text for r in rows)
     _shot(browser, "web-user.png")
     first = browser.find_element(By.CSS_SELECTOR, "#recommendations a.item")
     item = first.text
-    first.click()
-    assert browser.find_element(By.ID, "item").text == item
+    assert _follow(browser, first.click, "item").text == item
     assert len(browser.find_elements(By.CSS_SELECTOR, "#neighbours tr")) > 1  # a header and neighbours
     _shot(browser, "web-item.png")
-    browser.back()
-    assert browser.find_element(By.ID, "user").text == user
+    assert _follow(browser, browser.back, "user").text == user
     assert _console_errors(browser) == []
 
 
