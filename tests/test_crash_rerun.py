@@ -3,7 +3,8 @@ no cleanup, and every table then equals that of an uninterrupted run. The same r
 a Spark setting, which must not appear in any log line, table or file they leave.
 
 Each process is a real ``recjob`` command, as a scheduler runs it. Kill point: the first "writing <table>"
-line of the stage (the write is under way: staging files, half of several tables)."""
+line of the stage (the write is under way: staging files, half of several tables). The rerun of a killed stage
+and the kill of the next one are one ``recjob run --from <killed stage>``."""
 import os
 import signal
 import subprocess
@@ -44,19 +45,26 @@ def _recjob(conf: str, *args: str) -> str:
     return out.stdout + out.stderr
 
 
-def _killed_while_writing(conf: str, stage: str) -> str:
-    """Run one stage and SIGKILL its process group (Python and JVM) at its first table write."""
-    proc = subprocess.Popen([str(BIN / "recjob"), stage, "--ds", DS, "--conf", conf], env=_env(),
+def _killed_while_writing(conf: str, stage: str, *command: str) -> str:
+    """Run ``recjob <command>`` and SIGKILL its process group (Python and JVM) at ``stage``'s first table write.
+    A ``run --from <previous>`` first reruns the previous stage on what its kill left, and is killed at the first
+    write after that stage's "done" line: one process (one JVM start) per kill."""
+    proc = subprocess.Popen([str(BIN / "recjob"), *(command or (stage,)), "--ds", DS, "--conf", conf], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen = []
+    before = command[command.index("--from") + 1] if "--from" in command else None
+    armed, seen = before is None, []
     for line in proc.stdout:
         seen.append(line)
-        if "writing " in line and " partition ds=" in line:
+        if not armed:
+            armed = f"{before} ds={DS}: done in" in line
+        elif "writing " in line and " partition ds=" in line:
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait()
     log = "".join(seen)
     assert proc.returncode == -signal.SIGKILL, f"{stage} ended before its first write:\n{log[-3000:]}"
+    if before:
+        assert f"{before} ds={DS}: done in" in log and f"{stage} ds={DS}: done in" not in log
     return log
 
 
@@ -67,9 +75,11 @@ def runs(tmp_path_factory):
     plain = _conf(base / "plain", gen["reviews_path"], gen["metadata_path"])
     crashed = _conf(base / "crashed", gen["reviews_path"], gen["metadata_path"])
     logs = [_recjob(plain, "run", "--ds", DS)]  # uninterrupted
-    for stage in ORDER:  # each stage killed while writing, then rerun as is
-        logs.append(_killed_while_writing(crashed, stage))
-        logs.append(_recjob(crashed, stage, "--ds", DS))
+    # each stage killed while writing, then rerun as is (by the next command, which goes on to the next kill)
+    logs.append(_killed_while_writing(crashed, ORDER[0]))
+    for before, stage in zip(ORDER, ORDER[1:]):
+        logs.append(_killed_while_writing(crashed, stage, "run", "--from", before))
+    logs.append(_recjob(crashed, "run", "--from", ORDER[-1], "--ds", DS))
     return base, logs
 
 
