@@ -10,6 +10,8 @@ Under ``data_dir``, one folder per artefact kind and run date:
     models/ds=<ds>/epoch_log.json            the training settings, result and one entry per epoch (or sweep)
     models/ds=<ds>/user_factors, item_factors   the exported factors as parquet (train -> the factor tables)
     reports/ds=<ds>/                         the run report (evaluate)
+    published/ds=<ds>/tables/<table>, models/, reports/   the copy of the published model (publish -> publish,
+                                             and evaluate: the champion a later ds is compared with)
 
 Every file goes through Hadoop's FileSystem for its URL, in the JVM Spark runs, so every scheme Spark handles
 (``file:``, ``hdfs://``, ``s3a://``, ``abfss://``, ``gs://``) is handled the same way; files made in Python are
@@ -29,6 +31,22 @@ from recjob import warehouse
 from recjob.config import Config
 
 EPOCH_LOG = "epoch_log.json"
+PUBLISHED = "published"  # one copy per published ds of the model tables and folders its lists came from
+
+
+def published_dir(cfg: Config, ds: str) -> str:
+    """The folder of the copy of the model published for ``ds`` (publish writes it, staged, then moved in place)."""
+    return cfg.ds_path(PUBLISHED, ds)
+
+
+def saved_table(copy: str, table: str) -> str:
+    """A model table's partition in a copy (parquet)."""
+    return f"{copy}/tables/{table}"
+
+
+def saved_folder(copy: str, folder: str) -> str:
+    """A model folder (models, reports) in a copy."""
+    return f"{copy}/{folder}"
 
 
 def reader_url(path: str) -> str:

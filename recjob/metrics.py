@@ -78,8 +78,9 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int, n_items: int,
         top.unpersist()
 
 
-def _ranking_metrics(top: DataFrame, relevant: DataFrame, k: int, n_items: int, user: str, item: str,
-                     rank: str) -> dict[str, float]:
+def _per_user(top: DataFrame, relevant: DataFrame, k: int, user: str, item: str, rank: str) -> DataFrame:
+    """One row per user with a relevant item: the per-user value of every metric (columns named as in
+    PER_USER), zero for a user without recommendations."""
     rel = relevant.select(user, item).distinct()
     n_rel = rel.groupBy(user).agg(F.count(F.lit(1)).alias("n_rel"))
     hits = top.join(rel, [user, item], "inner")
@@ -95,9 +96,34 @@ def _ranking_metrics(top: DataFrame, relevant: DataFrame, k: int, n_items: int, 
     users = (n_rel.join(per_user, user, "left").na.fill(0, ["hits", "dcg", "ap_sum"])
              .withColumn("m", F.least(F.col("n_rel"), F.lit(k)).cast("int"))
              .join(F.broadcast(idcg), "m"))
-    per_user_values = {"hr": (F.col("hits") > 0).cast("double"), "precision": F.col("hits") / k,
-                       "recall": F.col("hits") / F.col("n_rel"), "ndcg": F.col("dcg") / F.col("idcg"),
-                       "map": F.col("ap_sum") / F.col("m")}
+    values = {"hr": (F.col("hits") > 0).cast("double"), "precision": F.col("hits") / k,
+              "recall": F.col("hits") / F.col("n_rel"), "ndcg": F.col("dcg") / F.col("idcg"),
+              "map": F.col("ap_sum") / F.col("m")}
+    return users.select(user, *[v.alias(name) for name, v in values.items()])
+
+
+PER_USER = ("hr", "precision", "recall", "ndcg", "map")
+
+
+def paired_difference(recs_a: DataFrame, recs_b: DataFrame, relevant: DataFrame, k: int, metric: str = "ndcg",
+                      user: str = USER_IDX, item: str = ITEM_IDX, rank: str = "rank") -> dict[str, float]:
+    """Two recommenders on the same users (those of ``relevant``): their mean ``metric``@k, the mean of the
+    per-user difference a - b and its standard error (the paired SE: sd of the differences / sqrt(users)),
+    which is much smaller than either mean's SE when the two rank alike."""
+    a = _per_user(recs_a.where(F.col(rank) <= k), relevant, k, user, item, rank).select(user, F.col(metric).alias("a"))
+    b = _per_user(recs_b.where(F.col(rank) <= k), relevant, k, user, item, rank).select(user, F.col(metric).alias("b"))
+    d = F.col("a") - F.col("b")
+    row = a.join(b, user).agg(F.count(F.lit(1)).alias("users"), F.avg("a").alias("a"), F.avg("b").alias("b"),
+                              F.avg(d).alias("diff"), F.stddev_samp(d).alias("sd")).first()
+    n = int(row["users"])
+    return {"users": n, "a": float(row["a"] or 0.0), "b": float(row["b"] or 0.0), "diff": float(row["diff"] or 0.0),
+            "se": float(row["sd"] or 0.0) / math.sqrt(n) if n > 1 else 0.0}
+
+
+def _ranking_metrics(top: DataFrame, relevant: DataFrame, k: int, n_items: int, user: str, item: str,
+                     rank: str) -> dict[str, float]:
+    users = _per_user(top, relevant, k, user, item, rank)
+    per_user_values = {name: F.col(name) for name in PER_USER}
     row = users.agg(F.count(F.lit(1)).alias("users"),
                     *[F.avg(v).alias(name) for name, v in per_user_values.items()],
                     *[F.stddev_samp(v).alias(f"{name}_sd") for name, v in per_user_values.items()]).first()

@@ -36,6 +36,17 @@ SOURCE = "source"
 RAW = "raw"
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+# The ALS baselines (their names in the evaluation table, and the values of evaluate.baselines): ALS implicit
+# ranks, ALS explicit ("als") predicts ratings. "popularity" is always measured (the gate's reference).
+ALS_IMPLICIT, ALS_EXPLICIT, POPULARITY = "als_implicit", "als", "popularity"
+ALS_BASELINES = (ALS_IMPLICIT, ALS_EXPLICIT)
+# The evaluation table's other row names: the champion comparison (the model against the model published for an
+# earlier ds, on the same validation users), a metric's standard error suffix, the users a split's metrics cover
+CHAMPION = "champion"
+PAIRED_DIFF = "_paired_diff"  # suffix of the mean per-user difference model - champion (ndcg@10_paired_diff)
+SE = "_se"  # suffix of a metric's standard error over the evaluated users (ndcg@10_se, ndcg@10_paired_diff_se)
+USERS = "users"
 SPLITS = (TRAIN, VALIDATION, TEST)
 
 # The model inputs, named as the training shards' columns: the user's and item's index, the user's earlier

@@ -91,12 +91,14 @@ def pca_png(items: pd.DataFrame, label_rows: list[int]) -> bytes:
 
 
 def render(ds: str, model: str, summary: dict, epoch_log: list[dict], items: pd.DataFrame, k: int,
-           max_items: int = 3000) -> dict[str, bytes]:
-    """The report's files (report.md and its figures) by name; ``items``: asin, title, factors, n (train count)."""
+           max_items: int = 3000, notes: tuple[str, ...] | list[str] = ()) -> dict[str, bytes]:
+    """The report's files (report.md and its figures) by name; ``items``: asin, title, factors, n (train count);
+    ``notes``: paragraphs before the metrics (which users each baseline was fitted on, the champion comparison)."""
     items = items.sort_values(["n", "asin"], ascending=[False, True]).head(max_items).reset_index(drop=True)
     popular = list(range(min(5, len(items))))
     lines = [f"# recjob run {ds}", "", f"Model: `{model}`. Metrics on the held-out splits, the baselines trained "
-             "on the same train split (evaluate stage).", metrics_table(summary, k),
+             "on the same train split (evaluate stage).", *[line for note in notes for line in ("", note)],
+             metrics_table(summary, k),
              "## Training", "", "![training curves](curves.png)", "",
              "## Item embeddings", "", f"The {len(items)} most popular items' factors, projected on their first two "
              "principal components.", "", "![item map](items_pca.png)", "", "## Nearest neighbours (cosine)", ""]

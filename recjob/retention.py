@@ -18,7 +18,7 @@ import re
 
 from pyspark.sql import SparkSession
 
-from recjob import locks, warehouse
+from recjob import artifacts, locks, warehouse
 from recjob.config import Config
 from recjob.names import DS, PUBLISHED_TABLES, Table
 from recjob.web import files
@@ -31,10 +31,19 @@ WORKING_TABLES = (Table.REVIEWS, Table.ITEMS, Table.QUARANTINE, Table.HELDOUT, T
 KEPT_AS_PUBLISHED = (*PUBLISHED_TABLES, Table.EVALUATION)
 # folders under data_dir holding one ds=<ds> folder per run date
 WORKING_FOLDERS = ("shards", "models", "reports", "checkpoints", "rejected")
-PUBLISHED_FOLDERS = ("published", files.WEB)
+PUBLISHED_FOLDERS = (artifacts.PUBLISHED, files.WEB)
 
 _DS_NAME = re.compile(rf"^{DS}=(\d{{4}}-\d{{2}}-\d{{2}})(\.pending|\.staging)?$")
 _DS_PART = re.compile(rf"(?:^|/){DS}=([^/]+)")
+
+
+def champion_ds(cfg: Config, spark: SparkSession, ds: str) -> str | None:
+    """The champion of a run for ``ds``: the newest earlier ds whose model was published (its lists in
+    ``recommendations`` and its model's copy kept), which evaluate compares the run's model with."""
+    copies = {d for d, found in _folders(spark, cfg.path(artifacts.PUBLISHED)).items()
+              if any(f.rstrip("/").endswith(f"{DS}={d}") for f in found)}  # not a .pending or .staging one alone
+    shown = table_dates(spark, cfg.table(Table.RECOMMENDATIONS)) & copies
+    return max((d for d in shown if d < ds), default=None)
 
 
 def table_dates(spark: SparkSession, table: str) -> set[str]:
@@ -79,9 +88,8 @@ def plan(spark: SparkSession, cfg: Config, ds: str) -> dict[str, set[str]]:
     yet), and is neither ``ds`` nor its champion."""
     r = cfg.retention
     published = set().union(*(table_dates(spark, cfg.table(t)) for t in KEPT_AS_PUBLISHED))
-    published |= set(_folders(spark, cfg.path("published"))) | set(_folders(spark, cfg.path(files.WEB)))
-    shown = table_dates(spark, cfg.table(Table.RECOMMENDATIONS)) | {ds}
-    champion = max((d for d in shown if d < ds), default=None)
+    published |= set(_folders(spark, cfg.path(artifacts.PUBLISHED))) | set(_folders(spark, cfg.path(files.WEB)))
+    champion = champion_ds(cfg, spark, ds)
     always = {"working": {ds}, "published": {ds} | ({champion} if champion else set())}
     working = set().union(*(table_dates(spark, cfg.table(t)) for t in WORKING_TABLES))
     working |= set().union(*(_folders(spark, cfg.path(f)) for f in WORKING_FOLDERS))

@@ -1,7 +1,9 @@
-"""The ALS implicit baseline's regParam grid: on every user for small data, on a user sample above
-evaluate.als_grid_users, the chosen value then fitted on every user."""
+"""The baselines: the ALS implicit regParam grid (on every user for small data, on a user sample above
+evaluate.als_grid_users, the chosen value then fitted on every user), the ALS baselines on a user sample above
+evaluate.als_users (every candidate then measured on that sample's users) or skipped (evaluate.baselines)."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from recjob import schema as S
 from recjob.config import EvaluateConfig
@@ -79,3 +81,58 @@ def test_als_fits_with_the_configured_blocks(spark, caplog, monkeypatch):
     assert fitted == [(10, 10), (parallelism, parallelism)]
     assert "ALS implicit (rank 4, regParam 1, 2 iterations, 10 user and item blocks) fitted in" in caplog.text
     assert f"ALS explicit (rank 4, regParam 1, 2 iterations, {parallelism} user and item blocks)" in caplog.text
+
+
+def _users(rows, split: str) -> dict:
+    return {name: v for s, name, metric, v in rows if s == split and metric == evaluate.USERS}
+
+
+def test_als_on_a_user_sample_and_every_candidate_measured_on_its_users(spark, caplog):
+    """evaluate.als_users: the ALS baselines are fitted on a seeded sample of train users, and the model and every
+    baseline are measured on the same held-out users, all of them in that sample; the note says so."""
+    train, validation, n_items = _frames(spark)
+    users = train.select(S.USER_IDX).distinct()
+    model = evaluate.popularity_factors(train, users)  # any candidate with factors for every user
+    frames = {S.TRAIN: train, S.VALIDATION: validation, S.TEST: validation}
+    common = dict(als_rank=4, als_iterations=2, als_implicit_regs=(1.0,), k=5, max_users=0)
+    rows, chosen = evaluate.evaluate_all(spark, frames, model, {}, EvaluateConfig(**common), 64)
+    everyone = _users(rows, S.VALIDATION)
+    assert set(everyone) == {"model", "popularity", "als_implicit"} and len(set(everyone.values())) == 1
+    assert chosen["als_fitted_users"] is None and "on every train user" in chosen["baselines_note"]
+
+    with caplog.at_level("INFO", logger="recjob.stages.evaluate"):
+        rows, chosen = evaluate.evaluate_all(spark, frames, model, {}, EvaluateConfig(als_users=100, **common), 64)
+    assert chosen["als_fitted_users"] == 100
+    assert "a seeded sample of 100 train users (evaluate.als_users=100)" in chosen["baselines_note"]
+    assert ("ALS explicit on a seeded sample" in chosen["baselines_note"]
+            and "ALS implicit and ALS explicit" in chosen["baselines_note"])
+    for split in (S.VALIDATION, S.TEST):
+        sampled = _users(rows, split)
+        assert set(sampled) == {"model", "popularity", "als_implicit"}
+        assert len(set(sampled.values())) == 1 and 0 < sampled["model"] < everyone["model"]
+    sample = evaluate.user_sample(users, 100, EvaluateConfig().seed)[0]
+    in_sample = validation.join(sample, S.USER_IDX, "left_semi").select(S.USER_IDX).distinct().count()
+    assert _users(rows, S.VALIDATION)["model"] == in_sample  # exactly the sample's held-out users
+    assert {name for _, name, metric, _ in rows if metric == "rmse"} == {"global_mean", "bias", "als"}
+
+
+def test_baselines_can_be_skipped_and_popularity_stays(spark):
+    train, validation, n_items = _frames(spark)
+    model = evaluate.popularity_factors(train, train.select(S.USER_IDX).distinct())
+    frames = {S.TRAIN: train, S.VALIDATION: validation}
+    rows, chosen = evaluate.evaluate_all(spark, frames, model, {}, EvaluateConfig(k=5, baselines=()), 64,
+                                         rating_model=False)
+    assert {name for _, name, _, _ in rows} == {"model", "popularity", "global_mean", "bias"}
+    assert "ALS implicit and ALS explicit not fitted (evaluate.baselines)" in chosen["baselines_note"]
+
+
+def test_evaluate_baselines_names_are_checked():
+    from recjob import config
+    from recjob.config import ConfigError
+
+    assert config.load(None, ["evaluate.baselines=[]"]).evaluate.baselines == ()
+    assert config.load(None, ["evaluate.baselines=[als_implicit]"]).evaluate.baselines == ("als_implicit",)
+    with pytest.raises(ConfigError, match="evaluate.baselines: unknown alx"):
+        config.load(None, ["evaluate.baselines=[alx]"])
+    with pytest.raises(ConfigError, match="evaluate.als_users"):
+        config.load(None, ["evaluate.als_users=-1"])

@@ -64,6 +64,54 @@ def test_gate_decisions():
     assert "run the evaluate stage" in gate({}, False, cfg, 10)[0]
 
 
+def test_paired_difference_matches_numpy(spark):
+    """The champion comparison's figures: both means on the same users, the mean per-user difference and its
+    paired standard error (sd of the differences / sqrt(n)), against a direct computation."""
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 80, 30, 5
+    relevant = {u: set(rng.choice(n_items, rng.integers(1, 4), replace=False).tolist()) for u in range(n_users)}
+    a = {u: list(rng.choice(n_items, k, replace=False)) for u in range(n_users)}
+    b = {u: (lst if rng.random() < 0.5 else list(rng.choice(n_items, k, replace=False))) for u, lst in a.items()}
+    b.pop(7)  # a user without a list counts as a zero for that recommender
+
+    def frame(recs):
+        rows = [(u, int(i), r + 1) for u, lst in recs.items() for r, i in enumerate(lst)]
+        return spark.createDataFrame(pd.DataFrame(rows, columns=["user_idx", "item_idx", "rank"]))
+
+    rel = spark.createDataFrame(pd.DataFrame([(u, i) for u, s in relevant.items() for i in s],
+                                             columns=["user_idx", "item_idx"]))
+    got = metrics.paired_difference(frame(a), frame(b), rel, k)
+
+    def ndcg(recs, u):
+        dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(recs.get(u, [])[:k]) if i in relevant[u])
+        return dcg / sum(1 / math.log2(r + 2) for r in range(min(len(relevant[u]), k)))
+
+    va, vb = (np.array([ndcg(r, u) for u in range(n_users)]) for r in (a, b))
+    d = va - vb
+    assert got["users"] == n_users
+    assert got["a"] == pytest.approx(va.mean(), abs=1e-9) and got["b"] == pytest.approx(vb.mean(), abs=1e-9)
+    assert got["diff"] == pytest.approx(d.mean(), abs=1e-9)
+    assert got["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(n_users), abs=1e-9)
+    assert got["se"] < np.sqrt(va.var(ddof=1) / n_users + vb.var(ddof=1) / n_users)  # pairing: smaller
+
+
+def test_the_gate_refuses_a_model_far_below_the_champion():
+    cfg = GateConfig(max_drop_vs_published=2.0)
+    base = {"model": {"ndcg@10": 0.2}, "popularity": {"ndcg@10": 0.1}}
+
+    def champion(diff, se):
+        return {**base, "champion": {"ndcg@10": 0.2 - diff, "model_ndcg@10": 0.2, "ndcg@10_paired_diff": diff,
+                                     "ndcg@10_paired_diff_se": se, "users": 1234.0}}
+
+    refused = gate(champion(-0.03, 0.01), False, cfg, 10, "2026-01-04")
+    assert len(refused) == 1 and "below the champion's 0.2300 (the model published for ds=2026-01-04, on the " \
+        "same 1,234 users) by 0.0300, more than gate.max_drop_vs_published=2 standard errors" in refused[0]
+    assert gate(champion(-0.015, 0.01), False, cfg, 10, "2026-01-04") == []  # within 2 SE: noise
+    assert gate(champion(0.05, 0.01), False, cfg, 10, "2026-01-04") == []  # better than the champion
+    assert gate(champion(-0.015, 0.01), False, GateConfig(max_drop_vs_published=1.0), 10) != []
+    assert gate(base, False, cfg, 10) == []  # no champion: the baselines alone
+
+
 def test_publish_checks_refuse_broken_lists(spark):
     from recjob.stages.publish import check
 

@@ -117,7 +117,7 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
                              "sample.start=2008-01-01", "sample.end=2019-01-01",
                              "sample.min_user_reviews=3", "sample.min_item_reviews=3",
                              "evaluate.als_rank=8", "evaluate.als_iterations=5",
-                             "evaluate.als_implicit_regs=[1.0]"])
+                             "evaluate.als_implicit_regs=[1.0]", "evaluate.als_users=150"])
     pipeline.run(cfg, spark, DS, last="evaluate")
     result = json.loads(warehouse.read_partition(spark, cfg.table("training_runs"), DS).first()["result"])
     base = result["validation_baselines"]
@@ -127,6 +127,12 @@ def test_rating_model_learns_the_planted_structure_and_the_gate_stops_it(spark, 
     assert ev["model"]["rmse"] == pytest.approx(result["val_rmse"])
     assert set(ev["als"]) == {"rmse", "mae"}  # a rating model: ALS explicit is its rating baseline
     assert ev["model"]["ndcg@10"] < ev["popularity"]["ndcg@10"]  # a rating model ranks poorly
+    # evaluate.als_users: both ALS fitted on 150 train users, every candidate ranked on the same users of them
+    settings = json.loads(warehouse.read_partition(spark, cfg.table("evaluation"), DS).first()["settings"])
+    assert settings["als"]["als_fitted_users"] == 150
+    assert len({ev[m]["users"] for m in ("model", "popularity", "als_implicit")}) == 1 and ev["model"]["users"] <= 150
+    report = (Path(cfg.ds_path("reports", DS)) / "report.md").read_text()
+    assert "ALS implicit and ALS explicit on a seeded sample of 150 train users" in report
     with pytest.raises(GateFailed, match="quality gate failed"):
         pipeline.run_stage("publish", cfg, spark, DS)
     assert not warehouse.table_exists(spark, cfg.table("recommendations"))
@@ -281,6 +287,34 @@ def test_a_refused_rerun_leaves_the_published_model_in_place(spark, e2e, generat
                                   first.sort_values([S.USER, S.RANK]).reset_index(drop=True))
     refused = spark.read.parquet(cfg.ds_path("rejected", DS) + "/publish/tables/training_runs").first()
     assert refused["model"] == "dot"
+
+
+def test_the_champion_gate_refuses_a_much_worse_model_and_publishes_a_level_one(spark, e2e, generated):
+    """A later ds is compared with the model published for DS (the champion) on the same validation users: an
+    undertrained model is refused with the paired figures in the message; the champion's own settings publish."""
+    from recjob import config
+    from recjob.stages.publish import GateFailed
+
+    cfg, _, _ = e2e
+    later = "2021-03-08"
+    weak = config.load(None, _e2e_settings(cfg.data_dir, generated) + [
+        "train.max_epochs=1", "train.learning_rate=0.00001", "gate.min_ndcg_vs_popularity=0"])
+    with pytest.raises(GateFailed, match=rf"below the champion's [0-9.]+ \(the model published for ds={DS}, on the "
+                                         rf"same [0-9,]+ users\) by [0-9.]+, more than gate.max_drop_vs_published=2"):
+        pipeline.run(weak, spark, later)
+    refused = spark.read.parquet(cfg.ds_path("rejected", later) + "/publish/tables/evaluation")
+    champion = {r["metric"]: r["value"] for r in refused.where("model = 'champion'").collect()}
+    assert champion["users"] > 100 and champion["ndcg@10_paired_diff"] < -2 * champion["ndcg@10_paired_diff_se"]
+    assert champion["model_ndcg@10"] - champion["ndcg@10"] == pytest.approx(champion["ndcg@10_paired_diff"])
+    assert json.loads(refused.first()["settings"])["champion"] == {"ds": DS, "model": cfg.train.model}
+
+    pipeline.run(cfg, spark, later, first="train")  # the champion's settings: level with it, published
+    rows = warehouse.read_partition(spark, cfg.table("evaluation"), later).where("model = 'champion'").collect()
+    level = {r["metric"]: r["value"] for r in rows}
+    assert abs(level["ndcg@10_paired_diff"]) <= 2 * level["ndcg@10_paired_diff_se"] + 1e-9, level
+    assert spark.table(cfg.table("recommendations")).where(F.col("ds") == later).count() > 0
+    report = (Path(cfg.ds_path("reports", later)) / "report.md").read_text()
+    assert f"Champion: the {cfg.train.model} model published for ds={DS}: validation NDCG@10" in report
 
 
 def test_all_beauty_real_data(spark, tmp_path):

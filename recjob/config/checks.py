@@ -10,6 +10,7 @@ import urllib.parse
 from typing import Any
 
 from recjob import models, readers
+from recjob.names import ALS_BASELINES as BASELINES
 from recjob.config.settings import Config, ConfigError
 from recjob.config.secrets import METASTORES
 
@@ -105,15 +106,22 @@ def _check(cfg: Config) -> Config:
     g = cfg.gate
     if g.min_ndcg_vs_popularity < 0 or g.max_rmse_vs_bias <= 0:
         problems.append("gate.min_ndcg_vs_popularity must be >= 0 and gate.max_rmse_vs_bias > 0")
+    if g.max_drop_vs_published < 0:
+        problems.append("gate.max_drop_vs_published must be >= 0 (standard errors of the paired difference)")
     if not 0.0 <= cfg.ingest.max_bad_fraction <= 1.0:
         problems.append(f"ingest.max_bad_fraction={cfg.ingest.max_bad_fraction} must be in [0, 1]")
     if not cfg.input.reviews.strip():
         problems.append("input.reviews is empty: name a file, folder or glob of review files")
     if cfg.evaluate.k < 1 or cfg.evaluate.als_rank < 1 or cfg.evaluate.als_iterations < 1:
         problems.append("evaluate.k, evaluate.als_rank and evaluate.als_iterations must be >= 1")
-    if cfg.evaluate.max_users < 0 or cfg.evaluate.als_grid_users < 0 or cfg.evaluate.als_blocks < 0:
-        problems.append("evaluate.max_users, evaluate.als_grid_users and evaluate.als_blocks must be >= 0 "
+    if min(cfg.evaluate.max_users, cfg.evaluate.als_grid_users, cfg.evaluate.als_users, cfg.evaluate.als_blocks) < 0:
+        problems.append("evaluate.max_users, evaluate.als_grid_users, evaluate.als_users and evaluate.als_blocks "
+                        "must be >= 0 "
                         "(0: every user; 0 blocks: the session's default parallelism)")
+    unknown = sorted(set(cfg.evaluate.baselines) - set(BASELINES))
+    if unknown:
+        problems.append(f"evaluate.baselines: unknown {', '.join(unknown)}; the ALS baselines are "
+                        f"{', '.join(BASELINES)} (popularity is always measured)")
     if cfg.evaluate.als_reg < 0 or min(cfg.evaluate.als_implicit_regs) < 0:
         problems.append("evaluate.als_reg and evaluate.als_implicit_regs must be >= 0")
     if cfg.retention.working < 0 or cfg.retention.published < 0:

@@ -95,6 +95,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
             return tuple(float(v) for v in value)
         raise ConfigError(f"{where}: expected a non-empty list of numbers, got {value!r}")
+    if origin is tuple and typing.get_args(typ)[:1] == (str,):  # may be empty
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
     if typ is tuple or origin is tuple:
         if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
             return tuple(value)

@@ -167,6 +167,13 @@ class EvaluateConfig:
     # above this many train users the regParam grid is fitted on a seeded sample of them and only the chosen
     # value on every user (0: the grid on every user); an ALS fit's cost grows with the users
     als_grid_users: int = 50_000
+    # the ALS baselines fitted: als_implicit (ranking) and als (explicit, rating models only); [] fits neither.
+    # Popularity, the gate's reference, is always measured
+    baselines: tuple[str, ...] = ("als_implicit", "als")
+    # above this many train users the ALS baselines are fitted on a seeded sample of that many (the first in the
+    # seeded hash order of every user sample), and every candidate's ranking metrics are measured on held-out
+    # users of that sample, so the model and the baselines face the same users; 0: every user
+    als_users: int = 0
     als_alpha: float = 40.0  # confidence 1 + alpha for an observed interaction (Hu, Koren, Volinsky 2008)
     als_iterations: int = 15  # both ALS baselines' iterations
     # ALS's user blocks and item blocks. 10 is Spark's default, the same ALS on every machine (its random start
@@ -183,6 +190,10 @@ class GateConfig:
     enabled: bool = True  # false: publish whatever the figures say
     min_ndcg_vs_popularity: float = 1.0  # model NDCG@k must be >= this x popularity's
     max_rmse_vs_bias: float = 1.0  # rating models: model RMSE must be <= this x the bias baseline's
+    # the champion (the model published for the latest earlier ds, scored by evaluate on the same validation users
+    # with the same exclusions): the model's validation NDCG@k may fall below the champion's by at most this many
+    # standard errors of their paired difference; without a champion only the thresholds above apply
+    max_drop_vs_published: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -20,19 +20,17 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import metrics, models, neighbours, topk, warehouse
+from recjob import artifacts, metrics, models, neighbours, retention, topk, warehouse
 from recjob import report as run_report
 from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config, EvaluateConfig
 from recjob.progress import stage_timer
-from recjob.names import Table
+from recjob.names import ALS_EXPLICIT, ALS_IMPLICIT, CHAMPION, PAIRED_DIFF, POPULARITY, SE, USERS, Table
 
 log = logging.getLogger(__name__)
 
 RANKING = ("hr", "precision", "recall", "ndcg", "map", "coverage")
-SE = "_se"  # suffix of a metric's standard error over the evaluated users (e.g. ndcg@10_se)
-USERS = "users"  # the number of users a split's ranking metrics average over
 
 
 def _top(spark, users_df: DataFrame, items_pdf: pd.DataFrame, seen: DataFrame, k: int, block: int,
@@ -145,13 +143,73 @@ def model_factors(spark: SparkSession, cfg: Config, ds: str) -> tuple[DataFrame,
     return u, _index_items(items)
 
 
+def relevant_pairs(heldout: DataFrame, cfg: EvaluateConfig) -> DataFrame:
+    """(user_idx, item_idx) of the held-out items that count as relevant (evaluate.relevance_threshold)."""
+    if cfg.relevance_threshold > 0:
+        heldout = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold)
+    return heldout.select(S.USER_IDX, S.ITEM_IDX)
+
+
+def champion_candidate(spark: SparkSession, cfg: Config, ds: str, store: Artifacts) -> tuple[dict, tuple] | None:
+    """The champion (retention.champion_ds: the model published for the latest earlier ds) as a candidate, from
+    its published copy: ({"ds", "model"}, (users frame, items pdf, scoring layers)); None without one. Its user
+    factors are those it was published with, its items those it knew: today's new items are not in its lists,
+    today's new users not in the comparison."""
+    found = retention.champion_ds(cfg, spark, ds)
+    if found is None:
+        log.info("evaluate: no champion (no model published for a ds before %s): the gate compares with the "
+                 "baselines alone", ds)
+        return None
+    copy = artifacts.published_dir(cfg, found)
+    paths = {t: artifacts.saved_table(copy, t) for t in (Table.TRAINING_RUNS, Table.USER_FACTORS, Table.ITEM_FACTORS)}
+    missing = [p for p in paths.values() if not warehouse.path_exists(spark, p)]
+    if missing:
+        log.warning("evaluate: the champion's copy (ds=%s) lacks %s: not compared", found, ", ".join(missing))
+        return None
+    name = spark.read.parquet(paths[Table.TRAINING_RUNS]).first()["model"]
+    if name not in models.KINDS:
+        log.warning("evaluate: the champion (ds=%s) is a %r model, a kind this version does not know: not compared",
+                    found, name)
+        return None
+    users = spark.read.parquet(paths[Table.USER_FACTORS]).select(S.USER_IDX, F.lit("").alias(S.USER), "bias", "factors")
+    items = _index_items(spark.read.parquet(paths[Table.ITEM_FACTORS]).select(S.ITEM_IDX, "bias", "factors").toPandas())
+    layers = models.get(name).scoring_layers(
+        lambda file: store.get_bytes(f"{artifacts.saved_folder(copy, 'models')}/{file}"))
+    log.info("evaluate: the champion is the %s model published for ds=%s", name, found)
+    return {"ds": found, "model": name}, (users, items, layers)
+
+
+def champion_rows(spark: SparkSession, heldout: DataFrame, seen: DataFrame, model: tuple, champion: tuple,
+                  n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
+    """The model and the champion on the same validation users (the evaluated users the champion has factors
+    for), with the same exclusions: each one's NDCG@k there, their per-user difference (model - champion) and
+    its paired standard error, the figures gate.max_drop_vs_published reads."""
+    relevant = relevant_pairs(heldout, cfg)
+    eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)[0]
+    eval_users = eval_users.join(champion[0].select(S.USER_IDX), S.USER_IDX, "left_semi").cache()
+    seen = seen.join(eval_users, S.USER_IDX, "left_semi").cache()
+    try:
+        relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
+        recs = [_top(spark, users.join(eval_users, S.USER_IDX, "left_semi"), items, seen, cfg.k, block, *layers)
+                for users, items, *layers in (model, champion)]
+        p = metrics.paired_difference(recs[0], recs[1], relevant, cfg.k)
+    finally:
+        seen.unpersist()
+        eval_users.unpersist()
+    ndcg = f"ndcg@{cfg.k}"
+    log.info("evaluate validation: the model's NDCG@%d %.4f, the champion's %.4f on the same %d users; difference "
+             "%+.4f (paired SE %.4f)", cfg.k, p["a"], p["b"], p["users"], p["diff"], p["se"])
+    return [(S.VALIDATION, CHAMPION, ndcg, p["b"]), (S.VALIDATION, CHAMPION, f"model_{ndcg}", p["a"]),
+            (S.VALIDATION, CHAMPION, f"{ndcg}{PAIRED_DIFF}", p["diff"]),
+            (S.VALIDATION, CHAMPION, f"{ndcg}{PAIRED_DIFF}{SE}", p["se"]),
+            (S.VALIDATION, CHAMPION, USERS, float(p["users"]))]
+
+
 def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
                    n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
     """Ranking metrics of every candidate (name -> (users frame, items pdf[, scoring layers])) on one split."""
     rows = []
-    relevant = heldout.select(S.USER_IDX, S.ITEM_IDX)
-    if cfg.relevance_threshold > 0:
-        relevant = heldout.where(F.col(S.LABEL) >= cfg.relevance_threshold).select(S.USER_IDX, S.ITEM_IDX)
+    relevant = relevant_pairs(heldout, cfg)
     # cached: every candidate's pass reads the same users, and the exclusions of those users only (else the seeded
     # sample and the grouping of the seen items are computed again for every candidate)
     eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)[0].cache()
@@ -212,15 +270,17 @@ def user_sample(users: DataFrame, max_users: int, seed: int,
     return users.orderBy(key, S.USER_IDX).limit(max_users), True
 
 
-def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict) -> list[tuple]:
-    """RMSE and MAE of the global mean, the bias baseline, ALS explicit (unless None) and the model (if it
-    predicts ratings) on a held-out split."""
+def rating_rows(split: str, train: DataFrame, heldout: DataFrame, als_explicit, model_result: dict,
+                als_heldout: DataFrame | None = None) -> list[tuple]:
+    """RMSE and MAE of the global mean, the bias baseline, ALS explicit (unless None; on ``als_heldout``, the
+    held-out rows of the users it was fitted on, by default all) and the model (if it predicts ratings) on a
+    held-out split."""
     base = metrics.baseline_errors(train, heldout)
     mu = base["global_mean"]
     rows = [(split, "global_mean", "rmse", base["global_mean_rmse"]), (split, "global_mean", "mae", base["global_mean_mae"]),
             (split, "bias", "rmse", base["bias_rmse"]), (split, "bias", "mae", base["bias_mae"])]
     if als_explicit is not None:
-        pred = als_explicit.transform(heldout).withColumn(
+        pred = als_explicit.transform(heldout if als_heldout is None else als_heldout).withColumn(
             "prediction", F.when(F.isnan("prediction"), F.lit(mu)).otherwise(F.col("prediction")))
         a_rmse, a_mae = metrics.rmse_mae(pred, "prediction")
         rows += [(split, "als", "rmse", a_rmse), (split, "als", "mae", a_mae)]
@@ -256,11 +316,13 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         n_index = warehouse.read_partition(spark, cfg.table(Table.ITEM_INDEX), ds).count()
         last = (neighbours.last_items(spark.read.parquet(store.item_histories), n_index).cache()
                 if similar is not None and warehouse.path_exists(spark, store.item_histories) else None)
+        champion = champion_candidate(spark, cfg, ds, store) if S.VALIDATION in frames else None
         # ---- compute
         checkpoints = checkpoint_dir(spark, cfg, ds)
         try:
             rows, chosen = evaluate_all(spark, frames, model, json.loads(run_row["result"]), e, cfg.score.block_users,
-                                        test_model, rating_model=kind.predicts_ratings)
+                                        test_model, rating_model=kind.predicts_ratings,
+                                        champion=champion[1] if champion else None)
         finally:
             if checkpoints:  # after every use of the ALS factors
                 warehouse.delete_path(spark, checkpoints)
@@ -273,7 +335,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         als = {"rank": e.als_rank, "reg": explicit_reg, "implicit_regs": e.als_implicit_regs, "alpha": e.als_alpha,
                "iterations": e.als_iterations, "blocks": als_blocks(spark, e), "seed": e.seed, **chosen}
         settings = json.dumps({"k": e.k, "max_users": e.max_users, "als": als, "bias_reg": metrics.BIAS_REG, "model": kind.name,
-                               "relevance_threshold": e.relevance_threshold})
+                               "relevance_threshold": e.relevance_threshold,
+                               "champion": champion[0] if champion else None})
         # ---- write
         table = spark.createDataFrame([(*r, settings) for r in rows],
                                       "split string, model string, metric string, value double, settings string")
@@ -281,7 +344,8 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         record["wrote"] = {cfg.table(Table.EVALUATION): n}
         record["metrics"] = summary(rows)
         items_pdf, epoch_log = report_inputs
-        files = run_report.render(ds, kind.name, record["metrics"], epoch_log, items_pdf, e.k)
+        notes = [chosen["baselines_note"], champion_note(rows, champion[0] if champion else None, e.k)]
+        files = run_report.render(ds, kind.name, record["metrics"], epoch_log, items_pdf, e.k, notes=notes)
         record["wrote"]["report"] = store.put_report(files) + "/report.md"
         log.info("evaluate: report at %s", record["wrote"]["report"])
         for f in frames.values():
@@ -290,37 +354,102 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
 
 
 def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, e: EvaluateConfig,
-                 block: int, test_model: tuple | None = None, rating_model: bool = True) -> tuple[list[tuple], dict]:
+                 block: int, test_model: tuple | None = None, rating_model: bool = True,
+                 champion: tuple | None = None) -> tuple[list[tuple], dict]:
     """Evaluation rows (split, model, metric, value) of the model (its users frame, items pdf and scoring
-    layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam).
+    layers) and the baselines on each held-out split, and the settings chosen on the way (ALS implicit regParam,
+    the users the ALS baselines were fitted on, ``baselines_note``: the report's sentence about them).
     ``test_model``: the model as tested, when its user factors depend on the items before the held-out one (a
     sequence model: from the train and validation items; ``model`` has them from the train items).
     ALS explicit, a rating baseline, is fitted for a ``rating_model`` only: a ranking model has no RMSE to
-    compare with it, and at the full category it is one of the stage's longest fits."""
+    compare with it, and at the full category it is one of the stage's longest fits. The ALS baselines are
+    those of evaluate.baselines, fitted on at most evaluate.als_users train users; when that is a sample,
+    every candidate's ranking metrics are measured on held-out users of the sample (the same users for all).
+    ``champion``: the model published for an earlier ds (champion_candidate), compared with the model on the
+    validation split (champion_rows)."""
     train = frames[S.TRAIN]
     users = train.select(S.USER_IDX).distinct()
     n_items = train.select(S.ITEM_IDX).distinct().count()
-    als_exp = als_model(train, e, False, e.als_reg) if rating_model else None
-    if not rating_model:
+    fit_implicit = ALS_IMPLICIT in e.baselines
+    fit_explicit = ALS_EXPLICIT in e.baselines and rating_model
+    if ALS_EXPLICIT in e.baselines and not rating_model:
         log.info("evaluate: no ALS explicit (a rating baseline): the model ranks, it predicts no ratings")
-    als_imp, reg, grid, als_val_rows = best_als_implicit(spark, train, frames.get(S.VALIDATION), n_items, e, block)
-    chosen = {"als_implicit_reg": reg, "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()},
-              "als_grid_users": e.als_grid_users}
-    candidates = {"model": model, "popularity": popularity_factors(train, users), "als_implicit": als_factors(als_imp)}
+    sampled = False
+    if fit_implicit or fit_explicit:
+        fit_users, sampled = user_sample(users, e.als_users, e.seed, "evaluate.als_users")
+    n_fit = None
+    if sampled:
+        fit_users = fit_users.cache()
+        n_fit = fit_users.count()
+        als_train = train.join(fit_users, S.USER_IDX, "left_semi").cache()
+        log.info("evaluate: the ALS baselines fitted on those %d users; every candidate measured on their held-out "
+                 "items", n_fit)
+    else:
+        als_train = train
+
+    def ranked(heldout: DataFrame | None) -> DataFrame | None:  # the held-out rows the ranking metrics use
+        return heldout.join(fit_users, S.USER_IDX, "left_semi") if sampled and heldout is not None else heldout
+
+    als_exp = als_model(als_train, e, False, e.als_reg) if fit_explicit else None
+    chosen = {"baselines": list(e.baselines), "als_users": e.als_users, "als_fitted_users": n_fit}
+    candidates = {"model": model, POPULARITY: popularity_factors(train, users)}
+    als_val_rows: list[tuple] = []
+    if fit_implicit:
+        als_imp, reg, grid, als_val_rows = best_als_implicit(spark, als_train, ranked(frames.get(S.VALIDATION)),
+                                                             n_items, e, block)
+        chosen.update({"als_implicit_reg": reg, "als_grid_users": e.als_grid_users,
+                       "als_implicit_validation_ndcg": {f"{r:g}": v for r, v in grid.items()}})
+        candidates[ALS_IMPLICIT] = als_factors(als_imp)
+    chosen["baselines_note"] = baselines_note(e, fit_implicit, fit_explicit, n_fit)
+    log.info("evaluate: %s", chosen["baselines_note"])
     rows: list[tuple] = []
     seen = train.select(S.USER_IDX, S.ITEM_IDX)
     for split in (S.VALIDATION, S.TEST):
         if split not in frames:
             continue
         heldout = frames[split]
-        rows += rating_rows(split, train, heldout, als_exp, result)
+        rows += rating_rows(split, train, heldout, als_exp, result, ranked(heldout))
         done = als_val_rows if split == S.VALIDATION else []  # the ALS choice already measured these
-        todo = {name: c for name, c in candidates.items() if not (done and name == "als_implicit")}
+        todo = {name: c for name, c in candidates.items() if not (done and name == ALS_IMPLICIT)}
         if split == S.TEST and test_model is not None:
             todo["model"] = test_model
-        rows += evaluate_split(spark, split, heldout, seen, todo, n_items, e, block) + done
+        rows += evaluate_split(spark, split, ranked(heldout), seen, todo, n_items, e, block) + done
+        if split == S.VALIDATION and champion is not None:
+            rows += champion_rows(spark, ranked(heldout), seen, model, champion, n_items, e, block)
         seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
+    if sampled:
+        als_train.unpersist()
+        fit_users.unpersist()
     return rows, chosen
+
+
+def champion_note(rows: list[tuple], champion: dict | None, k: int) -> str:
+    """The report's sentence on the champion comparison (champion_rows), or on its absence."""
+    if champion is None:
+        return "Champion: none (no model was published for an earlier ds); the gate compares with the baselines."
+    got = {metric: value for split, name, metric, value in rows if name == CHAMPION}
+    ndcg = f"ndcg@{k}"
+    return (f"Champion: the {champion['model']} model published for ds={champion['ds']}: validation NDCG@{k} "
+            f"{got[ndcg]:.4f} against this model's {got['model_' + ndcg]:.4f} on the same {int(got[USERS]):,} users; "
+            f"difference {got[ndcg + PAIRED_DIFF]:+.4f}, paired standard error {got[ndcg + PAIRED_DIFF + SE]:.4f} "
+            f"(gate.max_drop_vs_published).")
+
+
+def baselines_note(e: EvaluateConfig, fit_implicit: bool, fit_explicit: bool, n_fit: int | None) -> str:
+    """Which users each baseline was fitted and measured on, in one sentence for the report and the log."""
+    fitted = [name for name, on in (("ALS implicit", fit_implicit), ("ALS explicit", fit_explicit)) if on]
+    parts = ["popularity fitted on every train user"]
+    if fitted and n_fit is not None:
+        parts.append(f"{' and '.join(fitted)} on a seeded sample of {n_fit:,} train users (evaluate.als_users="
+                     f"{e.als_users:,}); the ranking metrics of every candidate, the model's included, are measured "
+                     f"on held-out users of that sample")
+    elif fitted:
+        parts.append(f"{' and '.join(fitted)} on every train user")
+    skipped = [name for name, on in (("ALS implicit", ALS_IMPLICIT in e.baselines),
+                                     ("ALS explicit", ALS_EXPLICIT in e.baselines)) if not on]
+    if skipped:
+        parts.append(f"{' and '.join(skipped)} not fitted (evaluate.baselines)")
+    return "Baselines: " + "; ".join(parts) + "."
 
 
 def report_items(spark: SparkSession, cfg: Config, ds: str, train: DataFrame) -> pd.DataFrame:

@@ -14,17 +14,18 @@ puts the published ones back (or, if nothing was ever published for the ds, leav
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import models, neighbours, retention, serving, warehouse
+from recjob import artifacts, models, neighbours, retention, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
 from recjob.progress import stage_timer
-from recjob.names import Table
+from recjob.names import CHAMPION, PAIRED_DIFF, SE, USERS, Table
 from recjob.web import files
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,11 @@ def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str, ver
         warehouse.write_text(spark, f"{staged}/{VERSION_FILE}", version)
     for name in MODEL_TABLES:
         if warehouse.partition_exists(spark, cfg.table(name), ds):
-            warehouse.read_partition(spark, cfg.table(name), ds).write.parquet(f"{staged}/tables/{name}")
+            warehouse.read_partition(spark, cfg.table(name), ds).write.parquet(artifacts.saved_table(staged, name))
             saved.append(cfg.table(name))
     for folder in MODEL_FOLDERS:
         if warehouse.path_exists(spark, cfg.ds_path(folder, ds)):
-            warehouse.copy_folder(spark, cfg.ds_path(folder, ds), f"{staged}/{folder}")
+            warehouse.copy_folder(spark, cfg.ds_path(folder, ds), artifacts.saved_folder(staged, folder))
             saved.append(folder)
     if saved:
         warehouse.replace_folder(spark, staged, dest)
@@ -74,13 +75,13 @@ def save_model_outputs(cfg: Config, spark: SparkSession, ds: str, dest: str, ver
 def restore_model_outputs(cfg: Config, spark: SparkSession, ds: str, src: str | None) -> None:
     """Put the ds's model tables and folders back from ``src`` (a ``save_model_outputs`` copy); None: empty them."""
     for name in MODEL_TABLES:
-        saved = f"{src}/tables/{name}" if src else None
+        saved = artifacts.saved_table(src, name) if src else None
         if saved and warehouse.path_exists(spark, saved):
             warehouse.write_partition(spark.read.parquet(saved), cfg.table(name), ds)
         elif warehouse.table_exists(spark, cfg.table(name)):
             spark.sql(f"ALTER TABLE {cfg.table(name)} DROP IF EXISTS PARTITION ({S.DS}='{ds}')")
     for folder in MODEL_FOLDERS:
-        saved = f"{src}/{folder}" if src else None
+        saved = artifacts.saved_folder(src, folder) if src else None
         if saved and warehouse.path_exists(spark, saved):
             warehouse.copy_folder(spark, saved, cfg.ds_path(folder, ds))
         else:
@@ -91,7 +92,7 @@ def published_copy(cfg: Config, spark: SparkSession, ds: str) -> str | None:
     """The copy of the model whose lists analysts read for ``ds`` (None: nothing was published). A publish stopped
     between its partition switch and the copy's move is finished here: the pending copy whose recorded version is
     the partition's current folder becomes the published copy; one whose switch never happened is dropped."""
-    published = cfg.ds_path("published", ds)
+    published = artifacts.published_dir(cfg, ds)
     pending = published + PENDING
     if warehouse.path_exists(spark, pending):
         current = warehouse.partition_location(spark, cfg.table(Table.RECOMMENDATIONS), ds)
@@ -157,7 +158,7 @@ def write_page_files(cfg: Config, spark: SparkSession, ds: str, recs: DataFrame,
     evaluation = [r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
                   .drop("settings").collect()] if warehouse.partition_exists(spark, cfg.table(Table.EVALUATION), ds) else []
     run = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()
-    published = cfg.ds_path("published", ds)
+    published = artifacts.published_dir(cfg, ds)
     entry = {"recommendations": warehouse.partition_location(spark, cfg.table(Table.RECOMMENDATIONS), ds),
              "item_neighbours": warehouse.partition_location(spark, cfg.table(Table.ITEM_NEIGHBOURS), ds),
              "neighbours_method": method, "pages": folder, "evaluation": evaluation, "model": run["model"],
@@ -189,8 +190,10 @@ def check(recs: DataFrame) -> list[str]:
     return problems
 
 
-def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> list[str]:
-    """Reasons not to publish, from the validation metrics ({model: {metric: value}}); empty: publish."""
+def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int, champion_ds: str | None = None) -> list[str]:
+    """Reasons not to publish, from the validation metrics ({model: {metric: value}}); empty: publish. With a
+    champion (evaluate's "champion" rows; ``champion_ds`` names it), the model may not fall below it by more than
+    gate.max_drop_vs_published standard errors of the paired difference."""
     reasons = []
     ndcg = f"ndcg@{k}"
     model, pop = evaluation.get("model", {}), evaluation.get("popularity", {})
@@ -199,6 +202,13 @@ def gate(evaluation: dict, predicts_ratings: bool, cfg: GateConfig, k: int) -> l
     if model[ndcg] < cfg.min_ndcg_vs_popularity * pop[ndcg]:
         reasons.append(f"validation {ndcg} {model[ndcg]:.4f} is below {cfg.min_ndcg_vs_popularity:g} x "
                        f"popularity's {pop[ndcg]:.4f}")
+    champion = evaluation.get(CHAMPION, {})
+    diff, se = champion.get(f"{ndcg}{PAIRED_DIFF}"), champion.get(f"{ndcg}{PAIRED_DIFF}{SE}")
+    if diff is not None and diff < 0 and -diff > cfg.max_drop_vs_published * se:
+        reasons.append(f"validation {ndcg} {champion[f'model_{ndcg}']:.4f} is below the champion's "
+                       f"{champion[ndcg]:.4f} (the model published for ds={champion_ds or '?'}, on the same "
+                       f"{int(champion[USERS]):,} users) by {-diff:.4f}, more than gate.max_drop_vs_published="
+                       f"{cfg.max_drop_vs_published:g} standard errors of the paired difference ({se:.4f})")
     if predicts_ratings:
         rmse, bias = model.get("rmse"), evaluation.get("bias", {}).get("rmse")
         if rmse is None or bias is None:
@@ -212,13 +222,15 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("publish", ds) as record:
         published_copy(cfg, spark, ds)  # finishes a publish stopped between its switch and its copy's move
         evaluation: dict = {}
+        champion_ds = None
         if warehouse.partition_exists(spark, cfg.table(Table.EVALUATION), ds):
             for r in (warehouse.read_partition(spark, cfg.table(Table.EVALUATION), ds)
                       .where(F.col(S.SPLIT) == S.VALIDATION).collect()):
                 evaluation.setdefault(r["model"], {})[r["metric"]] = r["value"]
+                champion_ds = (json.loads(r["settings"]).get("champion") or {}).get("ds")
         if cfg.gate.enabled:
             kind = warehouse.read_partition(spark, cfg.table(Table.TRAINING_RUNS), ds).first()["model"]
-            reasons = gate(evaluation, models.get(kind).predicts_ratings, cfg.gate, cfg.evaluate.k)
+            reasons = gate(evaluation, models.get(kind).predicts_ratings, cfg.gate, cfg.evaluate.k, champion_ds)
             if reasons:
                 kept_at = set_aside(cfg, spark, ds)
                 raise GateFailed(f"publish: quality gate failed for ds={ds}, nothing published (the previous "
@@ -241,7 +253,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                                     item_index, items)
             record["item_neighbours"] = {"method": method, "rows": warehouse.publish_partition(
                 similar, cfg.table(Table.ITEM_NEIGHBOURS), ds, sort_by=[S.ITEM, S.RANK])}
-        published = cfg.ds_path("published", ds)
+        published = artifacts.published_dir(cfg, ds)
 
         def keep_copy(version: str) -> None:  # before the switch: no list is published without its model's copy
             record["saved"] = save_model_outputs(cfg, spark, ds, published + PENDING, version)
