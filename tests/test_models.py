@@ -1,5 +1,6 @@
 """The model registry, and the Keras kinds against numpy references: the softmax loss, its sampled variant,
 the seq model's user factor, saving and loading."""
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -330,3 +331,46 @@ def test_a_new_kind_is_one_module_with_its_own_settings(tmp_path, monkeypatch):
         assert config.load(None, ["train.constant.value=3"]).train.model == "softmax"  # other kinds' sections kept
     finally:
         sys.modules.pop("recjob.models.constant", None)
+
+
+def test_warm_start_carries_each_old_row_and_keeps_new_rows_fresh(tmp_path):
+    """train.warm_start: the ids are stable, so row i of the published model's tables is the same user or item
+    today; tables that grew keep their new rows' fresh start, weights of the same shape come over whole."""
+    old, _ = _softmax(n_users=4, n_items=6)
+    path = str(tmp_path / "old.keras")
+    old.save(path)
+    new, _ = _softmax(n_users=6, n_items=9, seed=7)
+    fresh = {v.path: v.numpy().copy() for v in new.weights}
+    done = keras_fit.warm_start(new, path)
+    assert done == {"rows": {"user_embedding/embeddings": 4, "item_embedding/embeddings": 6,
+                             "item_bias/embeddings": 6}}
+    for v in new.weights:
+        before = {w.path: w.numpy() for w in old.weights}[v.path]
+        np.testing.assert_array_equal(v.numpy()[:len(before)], before)  # every old row carried over
+        np.testing.assert_array_equal(v.numpy()[len(before):], fresh[v.path][len(before):])  # new rows fresh
+
+
+def test_warm_start_keeps_the_padding_row_last_and_refuses_another_width(tmp_path):
+    old, _ = _seq(n_items=6)
+    path = str(tmp_path / "old.keras")
+    old.save(path)
+    new, _ = _seq(n_items=8, seed=3)
+    fresh = new.get_layer(HIST_EMB).get_weights()[0].copy()
+    done = keras_fit.warm_start(new, path, models.get("seq").padded_weights)
+    assert done["rows"]["history_embedding/embeddings"] == 6
+    before, after = old.get_layer(HIST_EMB).get_weights()[0], new.get_layer(HIST_EMB).get_weights()[0]
+    np.testing.assert_array_equal(after[:6], before[:6])
+    np.testing.assert_array_equal(after[8], before[6])  # the padding row stays the padding row
+    np.testing.assert_array_equal(after[6:8], fresh[6:8])  # the two new items start fresh
+    np.testing.assert_array_equal(new.markov_weight.numpy(), old.markov_weight.numpy())  # a model-level weight
+
+    wider, _ = _seq(n_items=8, **{"factors": 5})
+    untouched = wider.get_layer(HIST_EMB).get_weights()[0].copy()
+    done = keras_fit.warm_start(wider, path)
+    assert re.search(r"embeddings: \(\d+, 4\) in the previous model, \(\d+, 5\) in this one", done["cold"])
+    np.testing.assert_array_equal(wider.get_layer(HIST_EMB).get_weights()[0], untouched)  # nothing copied
+
+
+def test_only_kinds_that_can_warm_start_say_so():
+    assert {n for n, k in models.KINDS.items() if k.can_warm_start} == {"softmax", "bpr", "seq", "sasrec", "dot", "mlp"}
+    assert all(k.warm_start_file for k in models.KINDS.values() if k.can_warm_start)

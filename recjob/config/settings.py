@@ -113,6 +113,10 @@ class TrainConfig:
     # per step (bench/results/train_feed.md). Capped so an epoch stays within 3 % of one pass
     steps_per_execution: int = 16
     ranking_probe_users: int = 2000  # ranking models: validation NDCG@k per epoch on up to this many sampled users
+    # start from the weights of the model published for the latest earlier ds, when it is of the same kind and
+    # factor count and the kind can (the models registry): the ids are stable, so each old user's and item's row
+    # carries over; new users and items start fresh. false: every run starts from random weights
+    warm_start: bool = True
     # Each kind's own settings, name -> its Settings (recjob.models), given as train.<kind>.<key>; filled in by
     # the loader for every kind of the registry. ``params`` is the chosen kind's.
     kinds: Mapping[str, Any] = field(default_factory=dict, repr=False, metadata={"hidden": True})

@@ -45,6 +45,9 @@ class TrainingData:
     rating_mean: float
     k: int  # the cutoff of the ranking metrics (evaluate.k), for validation during training
     item_histories: np.ndarray | None = None
+    # a local copy of the model files to start from (train.warm_start: the model published for an earlier ds, of
+    # this kind and factor count); None: a fresh start
+    warm_start: str | None = None
 
 
 @dataclass
@@ -65,6 +68,8 @@ class ModelKind:
     summary: str = ""  # one line for `recjob models` (the README's table) and the DAG's parameter help
     predicts_ratings: bool = False  # True: score = predicted rating; False: a ranking score
     needs_item_histories: bool = False  # True: the shards stage's item histories feed training and scoring
+    can_warm_start: bool = False  # True: fit starts from TrainingData.warm_start's weights when it is given
+    warm_start_file: str = ""  # the model file (in a published model's folder) that a warm start reads
     defaults: dict = {}  # the settings this kind sets when the config leaves them unset (None): factors, l2,
     # bias_l2, and any of COMMON_DEFAULTS it sets otherwise
     # The kind's own settings, reached as train.<kind>.<key>: a frozen dataclass whose fields carry their defaults

@@ -132,9 +132,72 @@ def factors(model, histories: np.ndarray | None = None) -> dict[str, np.ndarray]
             "item_bias": model.get_layer(ITEM_BIAS).get_weights()[0][:, 0]}
 
 
+class WarmStartMismatch(ValueError):
+    """The previous model's weights do not fit this one (another architecture): it trains from its fresh start."""
+
+
+def warm_start_weights(model, previous, padded: tuple[str, ...] = ()) -> dict[str, int]:
+    """Copy ``previous``'s weights into ``model`` (the same kind, both built), matched by their path within the
+    model: a weight of the same shape whole; a table whose rows differ (users or items added since: the ids are
+    stable, so row i is the same user or item in both) row by row, the new rows keeping their fresh start, and
+    a trailing padding row (a table whose path contains one of ``padded``) kept last. Returns {table: rows
+    carried over} for the tables that grew; raises WarmStartMismatch, copying nothing, when the two differ
+    otherwise (a weight missing on either side, or another width)."""
+    import keras
+
+    def key(owner, v) -> str:  # a model-level weight's path starts with the model's name, numbered per process
+        return v.path[len(owner.name) + 1:] if v.path.startswith(owner.name + "/") else v.path
+
+    old = {key(previous, v): v for v in previous.weights}
+    new = {key(model, v): v for v in model.weights}
+    if set(old) != set(new):
+        raise WarmStartMismatch(f"weights only in the previous model: {sorted(set(old) - set(new))[:5]}, only in "
+                                f"this one: {sorted(set(new) - set(old))[:5]}")
+    plan, carried = [], {}
+    for name, v in new.items():
+        before = keras.ops.convert_to_numpy(old[name])
+        shape = tuple(v.shape)
+        if shape == before.shape:
+            plan.append((v, before))
+            continue
+        if len(shape) != before.ndim or shape[1:] != before.shape[1:]:
+            raise WarmStartMismatch(f"{name}: {before.shape} in the previous model, {shape} in this one")
+        value = keras.ops.convert_to_numpy(v).copy()
+        pad = any(p in name for p in padded)
+        rows = min(shape[0], before.shape[0]) - (1 if pad else 0)
+        value[:rows] = before[:rows]
+        if pad:
+            value[-1] = before[-1]
+        plan.append((v, value))
+        carried[name] = rows
+    for v, value in plan:
+        v.assign(value)
+    return carried
+
+
+def warm_start(model, path: str, padded: tuple[str, ...] = ()) -> dict:
+    """Put the weights of the model saved at ``path`` into ``model`` (warm_start_weights; the kinds' models are
+    built when made) and return what was done: {"rows": ...}, or {"cold": why} when the saved model does not fit
+    this one, which then trains from its fresh start (one log line)."""
+    from recjob.models import load_keras_model
+
+    try:
+        rows = warm_start_weights(model, load_keras_model(path), padded)
+    except WarmStartMismatch as exc:
+        log.info("train: the published model does not fit this one (%s): trains from a fresh start", exc)
+        return {"cold": str(exc)}
+    log.info("train: warm start: the published model's weights in (%s)",
+             ", ".join(f"{name}: {n} rows carried over" for name, n in rows.items()) or "every weight the same shape")
+    return {"rows": rows}
+
+
 class KerasKind(ModelKind):
     """A kind trained by ``model.fit`` on the Petastorm feed; it builds the model and may transform the batches
     (``prepare``) and save files for scoring (``save_scoring_files``)."""
+
+    can_warm_start = True
+    warm_start_file = MODEL_FILE  # the file of a published model that a warm start reads
+    padded_weights: tuple[str, ...] = ()  # tables ending in a padding row (warm_start_weights keeps it last)
 
     def build(self, data: TrainingData, cfg: TrainConfig):
         raise NotImplementedError
@@ -156,6 +219,7 @@ class KerasKind(ModelKind):
             log.info("train: batch size %d instead of %d, so that an epoch of %d rows has at least %d steps "
                      "(train.min_steps_per_epoch)", batch, cfg.batch_size, data.train_rows, cfg.min_steps_per_epoch)
         model = self.build(data, cfg)
+        warm = warm_start(model, data.warm_start, self.padded_weights) if data.warm_start else {}
         if self.predicts_ratings:
             key, mode = "val_rmse", "min"
 
@@ -189,7 +253,8 @@ class KerasKind(ModelKind):
         model.save(os.path.join(workdir, MODEL_FILE))
         self.save_scoring_files(model, workdir)
         return Fitted(factors=factors(model, data.item_histories), epoch_log=epoch_log, best_epoch=stop.best_epoch + 1,
-                      predict=(lambda x: model(x, training=False)) if self.predicts_ratings else None)
+                      predict=(lambda x: model(x, training=False)) if self.predicts_ratings else None,
+                      result={"warm_start_weights": warm} if data.warm_start else {})
 
 
 @functools.cache

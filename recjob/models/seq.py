@@ -88,6 +88,7 @@ class Settings(softmax.Settings):
 class Seq(KerasKind):
     name = "seq"
     Settings = Settings
+    padded_weights = (HIST_EMB,)  # row n_items pads short histories
 
     def check(self, own, cfg):
         problems = softmax.check_negatives(self.name, own)

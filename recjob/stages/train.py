@@ -10,6 +10,7 @@ RMSE/MAE for rating kinds, and the global-mean and bias baselines on the same sp
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recjob import feed, metrics, models, warehouse
+from recjob import artifacts, feed, metrics, models, retention, warehouse
 from recjob import schema as S
 from recjob.artifacts import Artifacts, reader_url
 from recjob.config import Config
@@ -41,6 +42,41 @@ def training_data(stats: dict, store: Artifacts, cfg: Config, needs_item_histori
     return models.TrainingData(train_url=reader_url(tr["path"]), validation_url=reader_url(stats[S.VALIDATION]["path"]),
                                train_rows=int(tr["rows"]), n_users=n_users, n_items=n_items,
                                rating_mean=float(tr["rating_mean"]), k=cfg.evaluate.k, item_histories=histories)
+
+
+def warm_start_source(cfg: Config, spark: SparkSession, ds: str, kind: models.ModelKind, store: Artifacts,
+                      workdir: str) -> tuple[str | None, dict]:
+    """(a local copy of the model file to start from, or None; what the run records about it). The source is
+    the model published for the latest earlier ds (the champion: a backfill starts only from an older ds), used
+    when train.warm_start is on, the kind can warm start and the published model is of the same kind and
+    factor count; otherwise the run trains from a fresh start and says why, in one log line."""
+    t = cfg.train
+    if not t.warm_start:
+        return None, {"cold": "train.warm_start=false"}
+    if not kind.can_warm_start:
+        reason = f"a {kind.name} model cannot warm start (the models registry)"
+        log.info("train: from a fresh start: %s", reason)
+        return None, {"cold": reason}
+    found = retention.champion_ds(cfg, spark, ds)
+    if found is None:
+        return None, {"cold": f"no model was published for a ds before {ds}"}
+    copy = artifacts.published_dir(cfg, found)
+    runs = artifacts.saved_table(copy, Table.TRAINING_RUNS)
+    source = f"{artifacts.saved_folder(copy, 'models')}/{kind.warm_start_file}"
+    if not (warehouse.path_exists(spark, runs) and warehouse.path_exists(spark, source)):
+        reason = f"the copy of the model published for ds={found} has no training_runs or {kind.warm_start_file}"
+        log.info("train: from a fresh start: %s", reason)
+        return None, {"cold": reason}
+    row = spark.read.parquet(runs).first()
+    factors = json.loads(row["params"]).get("factors")
+    if row["model"] != kind.name or factors != t.factors:
+        reason = (f"the model published for ds={found} is {row['model']} with {factors} factors, this run "
+                  f"{kind.name} with {t.factors}")
+        log.info("train: from a fresh start: %s", reason)
+        return None, {"cold": reason}
+    local = store.get_file(source, os.path.join(workdir, kind.warm_start_file))
+    log.info("train: warm start from the %s model published for ds=%s (%s)", kind.name, found, source)
+    return local, {"from_ds": found, "model": kind.name}
 
 
 def summarise(fitted: models.Fitted, kind: models.ModelKind, train_rows: int, fit_seconds: float) -> dict:
@@ -83,6 +119,9 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         kind = models.get(t.model)
         stats = {r[S.SPLIT]: r.asDict() for r in warehouse.read_partition(spark, cfg.table(Table.SHARDS), ds).collect()}
         data = training_data(stats, store, cfg, kind.needs_item_histories)
+        warm_dir = tempfile.TemporaryDirectory()
+        warm_file, warm = warm_start_source(cfg, spark, ds, kind, store, warm_dir.name)
+        data = dataclasses.replace(data, warm_start=warm_file)
         log.info("train: %s model, %d factors, %d users x %d items, %d train / %d validation rows, mean %.4f",
                  kind.name, t.factors, data.n_users, data.n_items, data.train_rows, stats[S.VALIDATION]["rows"],
                  data.rating_mean)
@@ -90,8 +129,12 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             model_dir = os.path.join(workdir, "model")
             os.makedirs(model_dir)
             t0 = time.monotonic()
-            fitted = kind.fit(data, t, model_dir)
+            try:
+                fitted = kind.fit(data, t, model_dir)
+            finally:
+                warm_dir.cleanup()
             result = summarise(fitted, kind, data.train_rows, time.monotonic() - t0)
+            result["warm_start"] = {**warm, **result.pop("warm_start_weights", {})}
             if stats[S.TEST]["rows"] and fitted.predict is not None:
                 rmse, mae, _ = feed.rating_errors(fitted.predict, reader_url(stats[S.TEST]["path"]))
                 result.update(test_rmse=rmse, test_mae=mae)
