@@ -1,6 +1,7 @@
 """A daily schedule on data shaped like Movies_and_TV: day 1 is the whole history up to that day, days 2..N
 each add one day's file, and every day runs every stage for its ds, one ``recjob <stage>`` process each (as the
-DAG runs them), with the default retention, warm start and champion gate.
+DAG runs them), with the default retention and champion gate (``--set train.warm_start=true`` for warm starts). A day whose
+model the gate refuses publishes nothing and the schedule goes on.
 
 Per day and stage: wall time and peak resident memory of the process tree (bench/pipeline.py's sampler); per
 day: the bytes under data_dir (tables, shards, models, copies) and test NDCG@10 with its standard error (the
@@ -87,6 +88,10 @@ def run_stage(stage: str, ds: str, common: list[str], extra: list[str], log) -> 
             if m and m.group(1) == stage:
                 record = json.loads(m.group(2))
         rc = proc.wait()
+    if rc == 4 and stage == "publish":  # the gate refused the day's model: a schedule goes on with its champion
+        print(f"publish ds={ds} refused by the quality gate (exit 4): nothing published that day; the reason is "
+              f"in {log.name}", flush=True)
+        return time.perf_counter() - t0, mem.peak["total"], {"refused": True}
     if rc != 0:
         print(f"{stage} ds={ds} failed (exit {rc}); its log: {log.name}", flush=True)
         sys.exit(rc)

@@ -312,7 +312,8 @@ def test_the_champion_gate_refuses_a_much_worse_model_and_publishes_a_level_one(
                              .first()["result"])
     assert refused_run["warm_start"] == {"cold": "train.warm_start=false"}
 
-    pipeline.run(cfg, spark, later, first="train")  # the champion's settings, from its weights: published
+    warm = config.load(None, _e2e_settings(cfg.data_dir, generated) + ["train.warm_start=true"])
+    pipeline.run(warm, spark, later, first="train")  # the champion's settings, from its weights: published
     run = json.loads(warehouse.read_partition(spark, cfg.table("training_runs"), later).first()["result"])
     assert run["warm_start"]["from_ds"] == DS and "rows" in run["warm_start"], run["warm_start"]
     rows = warehouse.read_partition(spark, cfg.table("evaluation"), later).where("model = 'champion'").collect()
