@@ -95,16 +95,16 @@ def _shot(driver, name: str) -> None:
 
 
 def _follow(driver, action, element_id: str):
-    """Runs ``action`` (a click, a back) and waits for the next page to replace this one and show
-    ``element_id``: a click returns before its navigation ends. No short timeout: a slow machine only waits longer."""
+    """Runs ``action`` (a click, a back) and waits for the next page's address and then its ``element_id``: a
+    click returns before its navigation ends. No short timeout: a slow machine only waits longer."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    page = driver.find_element(By.TAG_NAME, "html")
+    url = driver.current_url
     action()
     wait = WebDriverWait(driver, 600)
-    wait.until(ec.staleness_of(page))
+    wait.until(ec.url_changes(url))  # the navigation is committed: what follows reads the next page
     return wait.until(ec.presence_of_element_located((By.ID, element_id)))
 
 

@@ -341,7 +341,7 @@ def test_warm_start_carries_each_old_row_and_keeps_new_rows_fresh(tmp_path):
     old.save(path)
     new, _ = _softmax(n_users=6, n_items=9, seed=7)
     fresh = {v.path: v.numpy().copy() for v in new.weights}
-    done = keras_fit.warm_start(new, path)
+    done = keras_fit.warm_start(new, lambda: models.load_keras_model(path))
     assert done == {"rows": {"user_embedding/embeddings": 4, "item_embedding/embeddings": 6,
                              "item_bias/embeddings": 6}}
     for v in new.weights:
@@ -356,7 +356,7 @@ def test_warm_start_keeps_the_padding_row_last_and_refuses_another_width(tmp_pat
     old.save(path)
     new, _ = _seq(n_items=8, seed=3)
     fresh = new.get_layer(HIST_EMB).get_weights()[0].copy()
-    done = keras_fit.warm_start(new, path, models.get("seq").padded_weights)
+    done = keras_fit.warm_start(new, lambda: models.load_keras_model(path), models.get("seq").padded_weights)
     assert done["rows"]["history_embedding/embeddings"] == 6
     before, after = old.get_layer(HIST_EMB).get_weights()[0], new.get_layer(HIST_EMB).get_weights()[0]
     np.testing.assert_array_equal(after[:6], before[:6])
@@ -366,7 +366,7 @@ def test_warm_start_keeps_the_padding_row_last_and_refuses_another_width(tmp_pat
 
     wider, _ = _seq(n_items=8, **{"factors": 5})
     untouched = wider.get_layer(HIST_EMB).get_weights()[0].copy()
-    done = keras_fit.warm_start(wider, path)
+    done = keras_fit.warm_start(wider, lambda: models.load_keras_model(path))
     assert re.search(r"embeddings: \(\d+, 4\) in the previous model, \(\d+, 5\) in this one", done["cold"])
     np.testing.assert_array_equal(wider.get_layer(HIST_EMB).get_weights()[0], untouched)  # nothing copied
 

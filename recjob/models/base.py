@@ -45,9 +45,9 @@ class TrainingData:
     rating_mean: float
     k: int  # the cutoff of the ranking metrics (evaluate.k), for validation during training
     item_histories: np.ndarray | None = None
-    # a local copy of the model files to start from (train.warm_start: the model published for an earlier ds, of
-    # this kind and factor count); None: a fresh start
-    warm_start: str | None = None
+    # returns the model to start from (train.warm_start: the model published for an earlier ds, of this kind and
+    # factor count); None: a fresh start
+    warm_start: Callable[[], Any] | None = None
 
 
 @dataclass

@@ -175,14 +175,12 @@ def warm_start_weights(model, previous, padded: tuple[str, ...] = ()) -> dict[st
     return carried
 
 
-def warm_start(model, path: str, padded: tuple[str, ...] = ()) -> dict:
-    """Put the weights of the model saved at ``path`` into ``model`` (warm_start_weights; the kinds' models are
-    built when made) and return what was done: {"rows": ...}, or {"cold": why} when the saved model does not fit
-    this one, which then trains from its fresh start (one log line)."""
-    from recjob.models import load_keras_model
-
+def warm_start(model, load_previous, padded: tuple[str, ...] = ()) -> dict:
+    """Put the weights of the model ``load_previous()`` returns into ``model`` (warm_start_weights; the kinds'
+    models are built when made) and return what was done: {"rows": ...}, or {"cold": why} when the saved model
+    does not fit this one, which then trains from its fresh start (one log line)."""
     try:
-        rows = warm_start_weights(model, load_keras_model(path), padded)
+        rows = warm_start_weights(model, load_previous(), padded)
     except WarmStartMismatch as exc:
         log.info("train: the published model does not fit this one (%s): trains from a fresh start", exc)
         return {"cold": str(exc)}

@@ -121,7 +121,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         data = training_data(stats, store, cfg, kind.needs_item_histories)
         warm_dir = tempfile.TemporaryDirectory()
         warm_file, warm = warm_start_source(cfg, spark, ds, kind, store, warm_dir.name)
-        data = dataclasses.replace(data, warm_start=warm_file)
+        data = dataclasses.replace(data, warm_start=(lambda: models.load_keras_model(warm_file)) if warm_file else None)
         log.info("train: %s model, %d factors, %d users x %d items, %d train / %d validation rows, mean %.4f",
                  kind.name, t.factors, data.n_users, data.n_items, data.train_rows, stats[S.VALIDATION]["rows"],
                  data.rating_mean)
