@@ -11,8 +11,9 @@ same run; the warm run is the one that goes on to publish.
 
 Data: ``recjob generate`` output (bench/pipeline.py's cache), split by review date into one file per day for
 the last N-1 days and one file for everything before; the files arrive in ``<work>/incoming/`` one day at a
-time and ``input.reviews`` is that folder's glob. Ingest reads every file of the folder each day (the
-whole-dump mode); a later day's cost is what that leaves.
+time. Each day ingests only its own file (``input.incremental``, ``input.reviews`` =
+``incoming/reviews-{ds}.json.gz``; day 1's file is the whole history before day 2) and the later stages read
+every day's reviews up to it; ``--whole-dump`` instead reads every file that has arrived each day.
 
     python bench/daily.py --reviews 300000
     python bench/daily.py --reviews 8765568 --users 3826085 --items 182032
@@ -23,15 +24,13 @@ import argparse
 import datetime as dt
 import gzip
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from pipeline import DONE, RECJOB, Sampler, data_for, gib  # bench/ is on the path: scripts run from it
+import pipeline  # bench/ is on the path: scripts run from it
+from pipeline import data_for, gib
 from results_entry import recorded
 
 from recjob.names import STAGES
@@ -76,26 +75,17 @@ def folder_bytes(path: Path) -> int:
 
 
 def run_stage(stage: str, ds: str, common: list[str], extra: list[str], log) -> tuple[float, int, dict]:
-    """Run ``recjob <stage>`` for ds: (wall seconds, peak RSS of its process tree, its stage record)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([str(RECJOB), stage, "--ds", ds, *common, *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    record = {}
-    with Sampler(proc.pid) as mem:
-        for line in proc.stdout:
-            log.write(line)
-            m = DONE.search(line.rstrip("\n"))
-            if m and m.group(1) == stage:
-                record = json.loads(m.group(2))
-        rc = proc.wait()
+    """Run ``recjob <stage>`` for ds: (wall seconds, peak RSS of its process tree, its stage record); a refused
+    publish is recorded and the schedule goes on, any other failure stops the bench."""
+    wall, rc, record, peak = pipeline.run_stage(stage, ["--ds", ds, *common, *extra], log)
     if rc == 4 and stage == "publish":  # the gate refused the day's model: a schedule goes on with its champion
         print(f"publish ds={ds} refused by the quality gate (exit 4): nothing published that day; the reason is "
               f"in {log.name}", flush=True)
-        return time.perf_counter() - t0, mem.peak["total"], {"refused": True}
+        return wall, peak["total"], {"refused": True}
     if rc != 0:
         print(f"{stage} ds={ds} failed (exit {rc}); its log: {log.name}", flush=True)
         sys.exit(rc)
-    return time.perf_counter() - t0, mem.peak["total"], record
+    return wall, peak["total"], record
 
 
 def test_ndcg(record: dict) -> str:
@@ -112,6 +102,8 @@ def main() -> None:
     p.add_argument("--days", type=int, default=5)
     p.add_argument("--driver-memory", default="9g", help="spark.driver.memory (as bench/pipeline.py)")
     p.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".data"))
+    p.add_argument("--whole-dump", action="store_true",
+                   help="every day reads every file that has arrived (input.incremental=false)")
     p.add_argument("--set", action="append", default=[], help="more recjob settings, key=value")
     args = p.parse_args()
     data = data_for(args)
@@ -120,12 +112,15 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     incoming = work / "incoming"
     incoming.mkdir(parents=True)
-    common = ["--set", f"data_dir={work}", "--set", f"input.reviews={incoming}/reviews-*.json.gz",
+    reviews = f"{incoming}/reviews-*.json.gz" if args.whole_dump else f"{incoming}/reviews-{{ds}}.json.gz"
+    common = ["--set", f"data_dir={work}", "--set", f"input.reviews={reviews}",
+              "--set", f"input.incremental={str(not args.whole_dump).lower()}",
               "--set", f"input.metadata={data}/meta.json.gz", "--set", f"spark.conf.spark.driver.memory={args.driver_memory}",
               "--set", "sample.start=1990-01-01", "--set", "sample.end=2100-01-01"]
     for item in args.set:
         common += ["--set", item]
-    print(f"{args.days} days from {data}: day 1 = everything before {days[1][0]}, then one file a day; "
+    print(f"{args.days} days from {data}: day 1 = everything before {days[1][0]}, then one file a day, "
+          f"{'every file read each day' if args.whole_dump else 'each day ingesting its own file'}; "
           f"data_dir {work}", flush=True)
     print(f"{'day':>3s} {'ds':10s} {'stage':15s} {'wall s':>8s} {'peak GiB':>8s}", flush=True)
     summary = []

@@ -131,6 +131,23 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.2f}"
 
 
+def run_stage(stage: str, args: list[str], log) -> tuple[float, int, dict, dict]:
+    """Run ``recjob <stage> <args>`` as its own process, its output into ``log``: (wall seconds, exit code, the
+    stage's record from its "done" line, the peak memory of its process tree per kind, as ``Sampler.peak``)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(RECJOB), stage, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    record = {}
+    with Sampler(proc.pid) as mem:
+        for line in proc.stdout:
+            log.write(line)
+            m = DONE.search(line.rstrip("\n"))
+            if m and m.group(1) == stage:
+                record = json.loads(m.group(2))
+        rc = proc.wait()
+    return time.perf_counter() - t0, rc, record, mem.peak
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reviews", type=int, default=1_000_000)
@@ -154,7 +171,6 @@ def main() -> None:
               "--set", f"input.metadata={data}/meta.json.gz", "--set", f"spark.conf.spark.driver.memory={args.driver_memory}"]
     for item in CONFIGS[args.config] + args.set:
         common += ["--set", item]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     print(f"{args.config}: {args.reviews:,} reviews from {data}; data_dir {work}", flush=True)
     print(f"{'stage':9s} {'wall s':>8s} {'rows in':>12s} {'rows out':>12s} {'driver GiB':>10s} {'JVM GiB':>8s} "
           f"{'workers GiB':>11s} {'sum GiB':>8s} {'anon GiB':>8s}", flush=True)
@@ -163,24 +179,13 @@ def main() -> None:
     work.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log:  # line-buffered: readable while a stage runs
         for stage in args.stages:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen([str(RECJOB), stage, *common], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env=env)
-            record = {}
-            with Sampler(proc.pid) as mem:
-                for line in proc.stdout:
-                    log.write(line)
-                    m = DONE.search(line.rstrip("\n"))
-                    if m and m.group(1) == stage:
-                        record = json.loads(m.group(2))
-                rc = proc.wait()
-            wall = time.perf_counter() - t0
+            wall, rc, record, mem = run_stage(stage, common, log)
             total += wall
-            peak, peak_anon = max(peak, mem.peak["total"]), max(peak_anon, mem.peak["anon"])
+            peak, peak_anon = max(peak, mem["total"]), max(peak_anon, mem["anon"])
             rows_in, rows_out = rows(record.get("read", {})), rows(record.get("wrote", {}))
-            print(f"{stage:9s} {wall:8.1f} {rows_in:12,d} {rows_out:12,d} {gib(mem.peak['driver']):>10s} "
-                  f"{gib(mem.peak['jvm']):>8s} {gib(mem.peak['workers']):>11s} {gib(mem.peak['total']):>8s} "
-                  f"{gib(mem.peak['anon']):>8s}", flush=True)
+            print(f"{stage:9s} {wall:8.1f} {rows_in:12,d} {rows_out:12,d} {gib(mem['driver']):>10s} "
+                  f"{gib(mem['jvm']):>8s} {gib(mem['workers']):>11s} {gib(mem['total']):>8s} "
+                  f"{gib(mem['anon']):>8s}", flush=True)
             if rc != 0:
                 print(f"{stage} failed (exit {rc}); its log: {log_path}", flush=True)
                 sys.exit(rc)

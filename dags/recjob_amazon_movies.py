@@ -208,7 +208,8 @@ with DAG(
     max_active_runs=1,  # stages share a warehouse; the embedded metastore allows one JVM at a time
     default_args=default_args,
     params={
-        "reviews": Param(DEFAULTS["reviews"], type="string", description="review files (path, folder or glob)"),
+        "reviews": Param(DEFAULTS["reviews"], type="string",
+                         description="review files (path, folder or glob; {ds} is the run date)"),
         "metadata": Param(DEFAULTS["metadata"], type="string", description="item metadata files ('' for none)"),
         "window_start": Param(DEFAULTS["window_start"], type="string", format="date"),
         "window_end": Param(DEFAULTS["window_end"], type="string", format="date"),

@@ -33,8 +33,13 @@ KEPT_AS_PUBLISHED = (*PUBLISHED_TABLES, Table.EVALUATION)
 WORKING_FOLDERS = ("shards", "models", "reports", "checkpoints", "rejected")
 PUBLISHED_FOLDERS = (artifacts.PUBLISHED, files.WEB)
 
+
+def working_tables(cfg: Config) -> tuple[str, ...]:
+    """The working tables under ``retention.working``; with ``input.incremental`` the ``reviews`` partitions are
+    each one period's input, ingested once and kept (every later run reads them), so they never expire."""
+    return tuple(t for t in WORKING_TABLES if not (cfg.input.incremental and t == Table.REVIEWS))
+
 _DS_NAME = re.compile(rf"^{DS}=(\d{{4}}-\d{{2}}-\d{{2}})(\.pending|\.staging)?$")
-_DS_PART = re.compile(rf"(?:^|/){DS}=([^/]+)")
 
 
 def champion_ds(cfg: Config, spark: SparkSession, ds: str) -> str | None:
@@ -42,20 +47,8 @@ def champion_ds(cfg: Config, spark: SparkSession, ds: str) -> str | None:
     ``recommendations`` and its model's copy kept), which evaluate compares the run's model with."""
     copies = {d for d, found in _folders(spark, cfg.path(artifacts.PUBLISHED)).items()
               if any(f.rstrip("/").endswith(f"{DS}={d}") for f in found)}  # not a .pending or .staging one alone
-    shown = table_dates(spark, cfg.table(Table.RECOMMENDATIONS)) & copies
+    shown = warehouse.partition_dates(spark, cfg.table(Table.RECOMMENDATIONS)) & copies
     return max((d for d in shown if d < ds), default=None)
-
-
-def table_dates(spark: SparkSession, table: str) -> set[str]:
-    """The ds values of the table's partitions in the metastore (none when the table does not exist)."""
-    if not warehouse.table_exists(spark, table):
-        return set()
-    out = set()
-    for row in spark.sql(f"SHOW PARTITIONS {table}").collect():
-        found = _DS_PART.search(row[0])
-        if found:
-            out.add(found.group(1))
-    return out
 
 
 def _folders(spark: SparkSession, parent: str) -> dict[str, list[str]]:
@@ -87,11 +80,11 @@ def plan(spark: SparkSession, cfg: Config, ds: str) -> dict[str, set[str]]:
     published. What goes is older than the newest ones kept (a newer ds may be a run that has not published
     yet), and is neither ``ds`` nor its champion."""
     r = cfg.retention
-    published = set().union(*(table_dates(spark, cfg.table(t)) for t in KEPT_AS_PUBLISHED))
+    published = set().union(*(warehouse.partition_dates(spark, cfg.table(t)) for t in KEPT_AS_PUBLISHED))
     published |= set(_folders(spark, cfg.path(artifacts.PUBLISHED))) | set(_folders(spark, cfg.path(files.WEB)))
     champion = champion_ds(cfg, spark, ds)
     always = {"working": {ds}, "published": {ds} | ({champion} if champion else set())}
-    working = set().union(*(table_dates(spark, cfg.table(t)) for t in WORKING_TABLES))
+    working = set().union(*(warehouse.partition_dates(spark, cfg.table(t)) for t in working_tables(cfg)))
     working |= set().union(*(_folders(spark, cfg.path(f)) for f in WORKING_FOLDERS))
     out = {}
     for name, dates, newest in (("working", working, r.working), ("published", published, r.published)):
@@ -105,7 +98,7 @@ def plan(spark: SparkSession, cfg: Config, ds: str) -> dict[str, set[str]]:
 
 def _drop_table_ds(spark: SparkSession, table: str, ds: str, folders: list[str]) -> bool:
     """Drop one ds of a table: the metastore's partition first, then every folder of it. True if anything went."""
-    had = ds in table_dates(spark, table)
+    had = ds in warehouse.partition_dates(spark, table)
     if had:
         spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION ({DS}={warehouse.sql_string(ds)})")
     for folder in folders:
@@ -120,7 +113,7 @@ def expire(cfg: Config, spark: SparkSession, ds: str) -> dict[str, list[str]]:
     todo = plan(spark, cfg, ds)
     if not any(todo.values()):
         return {}
-    groups = (("working", WORKING_TABLES, WORKING_FOLDERS), ("published", KEPT_AS_PUBLISHED, PUBLISHED_FOLDERS))
+    groups = (("working", working_tables(cfg), WORKING_FOLDERS), ("published", KEPT_AS_PUBLISHED, PUBLISHED_FOLDERS))
     removed: dict[str, list[str]] = {}
     for old in sorted(set().union(*todo.values())):
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from typing import Callable
 
@@ -13,6 +14,8 @@ from recjob.config import JDBC_DRIVER
 from recjob.schema import DS
 
 log = logging.getLogger(__name__)
+
+_DS_PART = re.compile(rf"(?:^|/){DS}=([^/]+)")  # a ds=<value> part of SHOW PARTITIONS' rows
 
 
 class MissingInputError(RuntimeError):
@@ -185,6 +188,18 @@ def remove_staging_litter(spark: SparkSession, table: str, ds: str) -> list[str]
 def partition_exists(spark: SparkSession, table: str, ds: str) -> bool:
     """True when the table exists and its ds partition holds at least one row."""
     return table_exists(spark, table) and spark.table(table).where(F.col(DS) == ds).limit(1).count() > 0
+
+
+def partition_dates(spark: SparkSession, table: str) -> set[str]:
+    """The ds values of the table's partitions in the metastore (none when the table does not exist)."""
+    if not table_exists(spark, table):
+        return set()
+    out = set()
+    for row in spark.sql(f"SHOW PARTITIONS {table}").collect():
+        found = _DS_PART.search(row[0])
+        if found:
+            out.add(found.group(1))
+    return out
 
 
 def read_partition(spark: SparkSession, table: str, ds: str) -> DataFrame:

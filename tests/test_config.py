@@ -50,6 +50,9 @@ def test_overrides_are_typed_and_nested():
     ("train.model=seq shards.history_length=0", "learns from item histories: shards.history_length must be >= 1"),
     ("train.model=seq train.seq.markov_order=60", "must be in 1..shards.history_length=50"),
     ("novalue", "expected key=value"),
+    ("input.incremental=true", "input.incremental=true needs {ds} in input.reviews"),
+    ("input.incremental=true input.reviews=in/{ds}.txt input.format=sequences", "needs a line format with times"),
+    ("input.incremental=true input.reviews=in/{ds}.json input.test=t.json", "a given test split"),
 ])
 def test_bad_config_is_refused_with_reason(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -66,6 +69,7 @@ def test_relative_paths_resolve_under_data_dir(tmp_path):
     assert cfg.path("raw/x.json") == str(tmp_path / "raw" / "x.json")
     assert cfg.path("s3a://b/x") == "s3a://b/x"
     assert cfg.ds_path("shards", "2020-01-02") == str(tmp_path / "shards" / "ds=2020-01-02")
+    assert cfg.input_path("in/{ds}/*.json.{gz,bz2}", "2020-01-02") == str(tmp_path / "in/2020-01-02/*.json.{gz,bz2}")
 
 
 def test_model_defaults_and_explicit_values():

@@ -121,3 +121,44 @@ def test_real_amazon_file_parses_completely(spark):
     reasons = {r[S.REASON] for r in quarantine.select(S.REASON).distinct().collect()}
     assert reasons <= {ingest.DUPLICATE}  # the 5-core file has repeated (user, item) pairs, nothing malformed
     assert clean.select(S.USER).distinct().count() == 991
+
+
+def test_incremental_input_keeps_each_period_and_a_run_reads_every_period_up_to_its_ds(spark, tmp_path, make_cfg):
+    from recjob import retention, reviews
+    from recjob.names import Table
+    from recjob.stages import sample
+
+    day1, day2 = tmp_path / "incoming" / "2020-01-01", tmp_path / "incoming" / "2020-01-02"
+    day1.mkdir(parents=True)
+    day2.mkdir(parents=True)
+    _write(day1 / "r.json.gz", [json.dumps(_rec("U1", "I1", 5.0, 100)), json.dumps(_rec("U2", "I1", 4.0, 110))])
+    _write(day1 / "meta.json.gz", [json.dumps({"asin": "I1", "title": "One"})])
+    _write(day2 / "r.json.gz", [json.dumps(_rec("U1", "I1", 2.0, 200)),  # U1 rates I1 again: the later one counts
+                                json.dumps(_rec("U3", "I2", 3.0, 210))])
+    cfg = make_cfg("input.incremental=true", f"input.reviews={tmp_path}/incoming/{{ds}}/r.json.gz",
+                   f"input.metadata={tmp_path}/incoming/{{ds}}/meta.json.gz",  # day 2 has none: day 1's carry over
+                   "sample.start=1970-01-01", "sample.min_user_reviews=1", "sample.min_item_reviews=1")
+    ingest.run(cfg, spark, "2020-01-01")
+    record = ingest.run(cfg, spark, "2020-01-02")
+    assert record["wrote"][cfg.table(Table.REVIEWS)] == 2  # only the period's reviews are ingested
+    assert record["items_carried_over_from"] == "2020-01-01"
+    items = warehouse.read_partition(spark, cfg.table(Table.ITEMS), "2020-01-02").toPandas().set_index(S.ITEM)
+    assert items.loc["I1", S.TITLE] == "One" and sorted(items.index) == ["I1", "I2"]
+
+    def known(ds):
+        return sorted(tuple(r) for r in reviews.known(cfg, spark, ds).select(S.USER, S.ITEM, S.RATING).collect())
+
+    assert known("2020-01-02") == [("U1", "I1", 2.0), ("U2", "I1", 4.0), ("U3", "I2", 3.0)]
+    assert known("2020-01-01") == [("U1", "I1", 5.0), ("U2", "I1", 4.0)]  # a backfill knows only its past
+    assert reviews.periods(cfg, spark, "2020-01-02") == ["2020-01-01", "2020-01-02"]
+    assert sample.run(cfg, spark, "2020-01-02")["read"][cfg.table(Table.REVIEWS)] == 3
+
+    # a rerun of day 1 with a late file replaces day 1's period only
+    _write(day1 / "r.json.gz", [json.dumps(_rec("U1", "I1", 5.0, 100)), json.dumps(_rec("U4", "I3", 1.0, 120))])
+    ingest.run(cfg, spark, "2020-01-01")
+    per_ds = {r["ds"]: r["count"] for r in spark.table(cfg.table(Table.REVIEWS)).groupBy("ds").count().collect()}
+    assert per_ds == {"2020-01-01": 2, "2020-01-02": 2}
+    assert ("U4", "I3", 1.0) in known("2020-01-02") and ("U2", "I1", 4.0) not in known("2020-01-02")
+    # the periods are the input itself: retention never expires them
+    assert Table.REVIEWS not in retention.working_tables(cfg)
+    assert Table.REVIEWS in retention.working_tables(make_cfg())

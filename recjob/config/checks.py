@@ -11,7 +11,7 @@ from typing import Any
 
 from recjob import models, readers
 from recjob.names import ALS_BASELINES as BASELINES
-from recjob.config.settings import Config, ConfigError
+from recjob.config.settings import DS_PLACEHOLDER, Config, ConfigError
 from recjob.config.secrets import METASTORES
 
 log = logging.getLogger("recjob.config")
@@ -42,6 +42,24 @@ def _non_finite(node: Any, where: str = "") -> list[str]:
         elif isinstance(value, tuple) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
             out.append(key)
     return out
+
+
+def _incremental_problems(cfg: Config) -> list[str]:
+    """What makes ``input.incremental`` impossible: each period must name its own files, carry times (the
+    order of rows in a file cannot order rows across periods) and be read line by line."""
+    inp = cfg.input
+    if not inp.incremental:
+        return []
+    problems = []
+    if DS_PLACEHOLDER not in inp.reviews:
+        problems.append(f"input.incremental=true needs {DS_PLACEHOLDER} in input.reviews (each ds reads its own "
+                        f"period's files, e.g. incoming/{DS_PLACEHOLDER}/*.json.gz); got {inp.reviews!r}")
+    if inp.test:
+        problems.append("input.incremental=true and input.test: a given test split is a whole-dump protocol")
+    if inp.format in readers.READERS and (readers.get(inp.format).whole_files or not readers.has_times(inp)):
+        problems.append(f"input.incremental=true needs a line format with times; input.format={inp.format} "
+                        f"{'reads whole files' if readers.get(inp.format).whole_files else 'has no times'}")
+    return problems
 
 
 def _check(cfg: Config) -> Config:
@@ -112,6 +130,7 @@ def _check(cfg: Config) -> Config:
         problems.append(f"ingest.max_bad_fraction={cfg.ingest.max_bad_fraction} must be in [0, 1]")
     if not cfg.input.reviews.strip():
         problems.append("input.reviews is empty: name a file, folder or glob of review files")
+    problems += _incremental_problems(cfg)
     if cfg.evaluate.k < 1 or cfg.evaluate.als_rank < 1 or cfg.evaluate.als_iterations < 1:
         problems.append("evaluate.k, evaluate.als_rank and evaluate.als_iterations must be >= 1")
     if min(cfg.evaluate.max_users, cfg.evaluate.als_grid_users, cfg.evaluate.als_users, cfg.evaluate.als_blocks) < 0:

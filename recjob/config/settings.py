@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+DS_PLACEHOLDER = "{ds}"  # in input.reviews / input.metadata / input.test: the run's ds
+
+
 class ConfigError(ValueError):
     """Bad configuration: unknown key, wrong type or an impossible value."""
 
@@ -21,8 +24,14 @@ class InputConfig:
     """Where the raw data is and which reader understands it."""
 
     format: str = "amazon"  # a format of the readers' registry (recjob/readers/): amazon, movielens, csv, amazon-ratings, sequences
-    reviews: str = "raw/reviews.json.gz"  # file, folder or glob; relative -> under data_dir
-    metadata: str = "raw/meta.json.gz"  # optional: empty string for none
+    # file, folder or glob; relative -> under data_dir; {ds} is replaced by the run's ds (e.g. incoming/{ds}/*.json.gz)
+    reviews: str = "raw/reviews.json.gz"
+    metadata: str = "raw/meta.json.gz"  # optional: empty string for none; {ds} as in input.reviews
+    # false: input.reviews is the whole history, read again for every ds. true: it names one period's new reviews
+    # (it must hold {ds}): each ds ingests only its period, kept as that ds's reviews partition (never expired);
+    # a run reads every period up to its ds, a later review of one (user, item) replacing an earlier one, and a
+    # ds rerun replaces only its period. Items carry over from the previous ds when a period has no metadata.
+    incremental: bool = False
     test: str = ""  # optional given test split in the same format (e.g. ml-100k u1.test): shards.split=given
     # format=csv: the role of each column in file order: user, item, rating, time, _ (ignored), e.g.
     # "item,user,rating,time"; no rating: every row 1.0; no time: file order is time order (recjob.readers)
@@ -253,6 +262,10 @@ class Config:
         if "://" in base:
             return base.rstrip("/") + "/" + relative
         return str(Path(base).absolute() / relative)
+
+    def input_path(self, value: str, ds: str) -> str:
+        """An ``input.*`` path for a run date: ``{ds}`` replaced by it, then resolved as ``path`` does."""
+        return self.path(value.replace(DS_PLACEHOLDER, ds))
 
     def ds_path(self, kind: str, ds: str) -> str:
         """The folder of one run date's artefact of a kind (shards, models, ...)."""

@@ -343,15 +343,38 @@ def _from_lines(cfg: Config, spark: SparkSession, cached: list, review_files: li
     return reviews, items, quarantine, heldout
 
 
+def _untitled(reviews: DataFrame) -> DataFrame:
+    """One items row per reviewed item, no title (the table stays complete without metadata)."""
+    return (reviews.select(S.ITEM).distinct()
+            .select(S.ITEM, *[F.lit(None).cast(t).alias(c) for c, t in
+                              [(S.TITLE, "string"), ("brand", "string"), ("main_cat", "string"),
+                               ("category", "array<string>"), ("price", "string")]]))
+
+
+def _with_earlier_items(cfg: Config, spark: SparkSession, ds: str,
+                        items: DataFrame | None) -> tuple[DataFrame | None, str | None]:
+    """Incremental input: this period's metadata (if any), then the items of the newest earlier ds's ``items``
+    not among them, so that every item known so far keeps its title; and that earlier ds (None: none)."""
+    table = cfg.table(Table.ITEMS)
+    earlier = warehouse.latest_before(spark, table, ds)
+    if earlier is None:
+        return items, None
+    old = warehouse.read_partition(spark, table, earlier)
+    if items is None:
+        return old, earlier
+    return items.unionByName(old.join(items.select(S.ITEM), S.ITEM, "left_anti").select(*items.columns)), earlier
+
+
 def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
     with stage_timer("ingest", ds) as record:
-        reviews_path = cfg.path(cfg.input.reviews)
+        reviews_path = cfg.input_path(cfg.input.reviews, ds)
         review_files = input_files(spark, reviews_path, "input.reviews")
-        test_path = cfg.path(cfg.input.test) if cfg.input.test else None
+        test_path = cfg.input_path(cfg.input.test, ds) if cfg.input.test else None
         test_files = input_files(spark, test_path, "input.test") if test_path else []
-        meta_path = cfg.path(cfg.input.metadata) if cfg.input.metadata else None
+        meta_path = cfg.input_path(cfg.input.metadata, ds) if cfg.input.metadata else None
         if meta_path and not warehouse.path_exists(spark, meta_path):
-            log.warning("ingest: no metadata at %s: titles will be empty", meta_path)
+            log.warning("ingest: no metadata at %s: %s", meta_path, "the items of earlier periods carry over"
+                        if cfg.input.incremental else "titles will be empty")
             meta_path = None
         reader = readers.get(cfg.input.format)
         if reader.whole_files:
@@ -367,7 +390,8 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
         if items is not None:
             kept["metadata"] = items.count()
         counts = accounting(quarantine, kept)
-        record["read"] = {"reviews": reviews_path, "files": len(review_files) + len(test_files),
+        record["read"] = {"reviews": reviews_path, "mode": "period" if cfg.input.incremental else "whole dump",
+                          "files": len(review_files) + len(test_files),
                           "metadata": meta_path, "lines": {s: c["lines"] for s, c in counts.items()}}
         log.info("ingest ds=%s: %s", ds, _describe(counts))
         problems = refusals(counts, cfg.ingest.max_bad_fraction, bool(meta_path))
@@ -376,18 +400,19 @@ def _run(cfg: Config, spark: SparkSession, ds: str, cached: list) -> dict:
             quarantine.write.mode("overwrite").parquet(kept_at)
             raise InputRefused(f"ingest: input refused for ds={ds}, tables unchanged: {'; '.join(problems)} "
                                f"[{_describe(counts)}]; the quarantined lines are in {kept_at}")
-        if items is None:  # keep the table complete: one row per reviewed item, no title
-            items = (reviews.select(S.ITEM).distinct()
-                     .select(S.ITEM, *[F.lit(None).cast(t).alias(c) for c, t in
-                                       [(S.TITLE, "string"), ("brand", "string"), ("main_cat", "string"),
-                                        ("category", "array<string>"), ("price", "string")]]))
-        elif kept.get("metadata"):
+        if cfg.input.incremental:
+            items, record["items_carried_over_from"] = _with_earlier_items(cfg, spark, ds, items)
+        if items is None:
+            items = _untitled(reviews)
+        else:
             untitled = reviews.join(items.select(S.ITEM), S.ITEM, "left_anti")
             n_untitled = untitled.count()
             if n_untitled:
                 log.warning("ingest: %d reviews of %d items have no metadata (no title in the published lists)",
                             n_untitled, untitled.select(S.ITEM).distinct().count())
             record["reviews_without_metadata"] = n_untitled
+            if cfg.input.incremental and n_untitled:  # every item reviewed so far has its row, for later periods
+                items = items.unionByName(_untitled(untitled))
         n_reviews = warehouse.write_partition(reviews, cfg.table(Table.REVIEWS), ds)
         n_items = warehouse.write_partition(items, cfg.table(Table.ITEMS), ds)
         n_bad = warehouse.write_partition(quarantine, cfg.table(Table.QUARANTINE), ds)

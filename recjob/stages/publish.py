@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from recjob import artifacts, models, neighbours, retention, serving, warehouse
 from recjob import schema as S
 from recjob.config import Config, GateConfig
+from recjob import reviews as known_reviews
 from recjob.progress import stage_timer
 from recjob.names import CHAMPION, PAIRED_DIFF, SE, USERS, Table
 from recjob.web import files
@@ -149,7 +150,7 @@ def write_page_files(cfg: Config, spark: SparkSession, ds: str, recs: DataFrame,
     root = cfg.path(f"{files.WEB}/ds={ds}")
     folder = f"{root}/{stamp}"
     titles = items.select(S.ITEM, S.TITLE)
-    reviewed = (warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
+    reviewed = (known_reviews.known(cfg, spark, ds)
                 .select(S.USER, S.ITEM, S.RATING, S.TIME).join(titles, S.ITEM, "left"))
     warehouse.write_sorted(reviewed, f"{folder}/{files.REVIEWED}", [S.USER, S.TIME])
     counts = recs.groupBy(S.ITEM).agg(F.countDistinct(S.USER).alias("recommended_to"))

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from recjob import readers, warehouse
 from recjob import schema as S
 from recjob.config import Config, SampleConfig
+from recjob import reviews as known_reviews
 from recjob.progress import stage_timer
 from recjob.names import Table
 
@@ -91,7 +92,7 @@ def transform(reviews: DataFrame, cfg: SampleConfig, dated: bool = True) -> tupl
 
 def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
     with stage_timer("sample", ds) as record:
-        reviews = warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
+        reviews = known_reviews.known(cfg, spark, ds)
         dated = readers.has_times(cfg.input)
         out, counts = transform(reviews, cfg.sample, dated)
         n_in = counts.pop("read")
@@ -106,7 +107,11 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
                 f"user sample and {s.min_user_reviews}/{s.min_item_reviews}-core ({n_in} reviews read): "
                 f"widen sample.start/sample.end or lower sample.min_user_reviews/min_item_reviews")
         n = warehouse.write_partition(out, cfg.table(Table.INTERACTIONS), ds)
-        record["read"] = {cfg.table(Table.REVIEWS): n_in}
+        periods = known_reviews.periods(cfg, spark, ds)
+        if cfg.input.incremental:
+            log.info("sample: the reviews of %d periods (ds %s .. %s), the latest of each (user, item)",
+                     len(periods), periods[0], periods[-1])
+        record["read"] = {cfg.table(Table.REVIEWS): n_in, "periods": len(periods)}
         record["steps"] = counts
         record["wrote"] = {cfg.table(Table.INTERACTIONS): n}
     return record

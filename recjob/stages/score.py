@@ -31,6 +31,7 @@ from recjob import models, neighbours, topk, warehouse
 from recjob import schema as S
 from recjob.artifacts import Artifacts
 from recjob.config import Config
+from recjob import reviews as known_reviews
 from recjob.progress import stage_timer
 from recjob.names import Table
 
@@ -54,7 +55,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         encoder = kind.history_encoder(store.load_model_file)
         if encoder is not None:
             users = topk.encoded_users(users, spark.read.parquet(store.latest_items), encoder)
-        reviews = warehouse.read_partition(spark, cfg.table(Table.REVIEWS), ds)
+        reviews = known_reviews.known(cfg, spark, ds)
         reviewed = reviews.select(S.USER, S.ITEM).join(users.select(S.USER, S.USER_IDX), S.USER)
         seen = topk.seen_columns(reviewed, topk.item_columns(spark, matrix, S.ITEM), S.ITEM)
         recs = topk.recommend(users, seen, matrix, cfg.score.top_n, cfg.score.block_users, float(mean))
