@@ -374,3 +374,29 @@ def test_warm_start_keeps_the_padding_row_last_and_refuses_another_width(tmp_pat
 def test_only_kinds_that_can_warm_start_say_so():
     assert {n for n, k in models.KINDS.items() if k.can_warm_start} == {"softmax", "bpr", "seq", "sasrec", "dot", "mlp"}
     assert all(k.warm_start_file for k in models.KINDS.values() if k.can_warm_start)
+
+
+def test_a_warm_start_that_no_epoch_beats_is_kept_and_one_that_an_epoch_beats_is_not():
+    """With a warm start the starting weights are epoch 0 of early stopping: a fit that only makes them worse
+    stops after train.patience epochs and ends with them; an epoch that beats them is the one kept."""
+    import keras
+
+    def fit(figures):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        start = [w.copy() for w in model.get_weights()]
+        values = iter(figures)
+
+        class Monitor(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs["val_ndcg@10"] = next(values)
+
+        stop = keras_fit._early_stopping("val_ndcg@10", "max", 2, (0.5, start))
+        model.fit(np.ones((8, 2)), np.full(8, 5.0), epochs=len(figures), callbacks=[Monitor(), stop], verbose=0)
+        kept = all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
+        return stop.best_epoch + 1, stop.stopped_epoch + 1, kept
+
+    assert fit([0.4, 0.3, 0.2, 0.1]) == (0, 2, True)  # stopped after 2 epochs, the start restored
+    best, _, kept = fit([0.4, 0.6, 0.2, 0.1, 0.1])
+    assert best == 2 and not kept

@@ -189,6 +189,21 @@ def warm_start(model, load_previous, padded: tuple[str, ...] = ()) -> dict:
     return {"rows": rows}
 
 
+def _early_stopping(key: str, mode: str, patience: int, start: tuple[float, list] | None = None):
+    """Keras's early stopping with the best epoch's weights restored; with ``start`` (the monitored value and
+    the weights before the first epoch, a warm start's), those are the best until an epoch beats them, so a
+    fit that only makes a warm-started model worse ends with the weights it started from (best epoch 0)."""
+    import keras
+
+    class Stop(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if start is not None:
+                self.best, self.best_weights, self.best_epoch = start[0], start[1], -1
+
+    return Stop(monitor=key, mode=mode, patience=patience, min_delta=MIN_DELTA, restore_best_weights=True)
+
+
 class KerasKind(ModelKind):
     """A kind trained by ``model.fit`` on the Petastorm feed; it builds the model and may transform the batches
     (``prepare``) and save files for scoring (``save_scoring_files``)."""
@@ -231,8 +246,11 @@ class KerasKind(ModelKind):
             def monitor(m):
                 return {key: probe.ndcg(m)}
         epoch_log: list[dict] = []
-        stop = keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=cfg.patience, min_delta=MIN_DELTA,
-                                             restore_best_weights=True)
+        start = None
+        if "rows" in warm:  # warm-started: the starting weights are a candidate too (epoch 0)
+            start = (float(monitor(model)[key]), model.get_weights())
+            log.info("train: warm start: %s %.4f before the first epoch; kept unless an epoch beats it", key, start[0])
+        stop = _early_stopping(key, mode, cfg.patience, start)
         steps, model.steps_per_execution = epoch_steps(data.train_rows, batch, cfg)  # what compile() sets
         log.info("train: batch size %d, %d steps an epoch (%d rows), steps per call of the compiled train loop: %d "
                  "(train.steps_per_execution %d)", batch, steps, data.train_rows, model.steps_per_execution,
@@ -252,7 +270,8 @@ class KerasKind(ModelKind):
         self.save_scoring_files(model, workdir)
         return Fitted(factors=factors(model, data.item_histories), epoch_log=epoch_log, best_epoch=stop.best_epoch + 1,
                       predict=(lambda x: model(x, training=False)) if self.predicts_ratings else None,
-                      result={"warm_start_weights": warm} if data.warm_start else {})
+                      result={"warm_start_weights": warm, **({"start": {key: start[0]}} if start else {})}
+                      if data.warm_start else {})
 
 
 @functools.cache

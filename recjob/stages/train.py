@@ -82,7 +82,9 @@ def warm_start_source(cfg: Config, spark: SparkSession, ds: str, kind: models.Mo
 def summarise(fitted: models.Fitted, kind: models.ModelKind, train_rows: int, fit_seconds: float) -> dict:
     """The run's result: the validation figures of the best epoch (or the kind's own, measured on what it
     exports), epochs, time and speed."""
-    best = fitted.epoch_log[fitted.best_epoch - 1] if fitted.epoch_log else {}
+    # best epoch 0: a warm start's weights, better than every epoch (kept unchanged)
+    best = fitted.epoch_log[fitted.best_epoch - 1] if fitted.epoch_log and fitted.best_epoch else \
+        fitted.result.get("start", {})
     return {"model": kind.name, "epochs": len(fitted.epoch_log), "best_epoch": fitted.best_epoch,
             **{k: v for k, v in best.items() if k.startswith("val_")}, **fitted.result,
             "fit_seconds": round(fit_seconds, 1),
