@@ -142,6 +142,9 @@ def test_pipeline_and_dag_on_the_cluster_while_an_analyst_queries(deployment):
     n, users, top = (int(v) for v in first[0])
     assert users > 100 and top == 10 and n == 10 * users
     assert psql(d, "serving", SERVED) == [[str(n), str(users), "10"]]  # the serving copy, read without Spark
+    similar = beeline(d, f"SELECT count(*) FROM recjob.item_neighbours WHERE ds = '{DS}'")[0][0]
+    assert int(similar) > 0 and psql(d, "serving", f"SELECT count(*) FROM item_neighbours WHERE ds = '{DS}'") == [
+        [similar]]  # the similar items' serving copy, in the same transaction as the lists
 
     # The DAG reruns the ds on the cluster with top_n 5, an analyst polls the published table meanwhile.
     reads, served, stop = [], [], threading.Event()

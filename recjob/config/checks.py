@@ -155,8 +155,11 @@ def _check(cfg: Config) -> Config:
         problems.append(f"spark.metastore={cfg.spark.metastore!r} must be one of {', '.join(METASTORES)}")
     if cfg.publish.jdbc_url and not cfg.publish.jdbc_url.startswith("jdbc:postgresql://"):
         problems.append(f"publish.jdbc_url={cfg.publish.jdbc_url!r} must be a jdbc:postgresql:// URL (or empty)")
-    if not IDENTIFIER.fullmatch(cfg.publish.jdbc_table):
-        problems.append(f"publish.jdbc_table={cfg.publish.jdbc_table!r} must be a plain ASCII identifier")
+    for key in ("jdbc_table", "jdbc_neighbours_table"):
+        if not IDENTIFIER.fullmatch(getattr(cfg.publish, key)):
+            problems.append(f"publish.{key}={getattr(cfg.publish, key)!r} must be a plain ASCII identifier")
+    if cfg.publish.jdbc_table == cfg.publish.jdbc_neighbours_table:
+        problems.append("publish.jdbc_table and publish.jdbc_neighbours_table must name two tables")
     if cfg.publish.jdbc_user or cfg.publish.jdbc_password:
         problems.append("publish.jdbc_user and publish.jdbc_password come from RECJOB_SERVING_USER and "
                         "RECJOB_SERVING_PASSWORD in the environment, not from the config")

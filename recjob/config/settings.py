@@ -212,11 +212,12 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
-    """Optionally also a serving copy of the published lists: a PostgreSQL table that applications read without
-    Spark, replaced per ds in one transaction, indexed on (ds, reviewerID)."""
+    """Optionally also a serving copy of the published lists and similar items: PostgreSQL tables that
+    applications read without Spark, both replaced per ds in one transaction."""
 
     jdbc_url: str = ""  # e.g. jdbc:postgresql://127.0.0.1:55432/serving; "" for none
-    jdbc_table: str = "recommendations"  # the serving copy's table in that database
+    jdbc_table: str = "recommendations"  # the serving copy's table of the lists in that database
+    jdbc_neighbours_table: str = "item_neighbours"  # the serving copy's table of the similar items
     # the user and password: RECJOB_SERVING_USER and RECJOB_SERVING_PASSWORD in the environment (an Airflow
     # connection's fields), read when the config is loaded; never in a file
     jdbc_user: str = field(default="", repr=False, compare=False)

@@ -249,6 +249,7 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
             raise ChecksFailed(f"publish: not publishing ds={ds}: " + "; ".join(problems) +
                                f"; the refused model's outputs are in {kept_at}")
         method = neighbours_method(evaluation, cfg.evaluate.k)
+        similar = None
         if warehouse.partition_exists(spark, cfg.table(Table.NEIGHBOURS), ds):
             similar = similar_items(warehouse.read_partition(spark, cfg.table(Table.NEIGHBOURS), ds), method,
                                     item_index, items)
@@ -264,9 +265,10 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         warehouse.replace_folder(spark, published + PENDING, published)
         record["web"] = write_page_files(cfg, spark, ds, recs, items, method)
         if cfg.publish.jdbc_url:
-            served = serving.export(recs, cfg.publish, ds)
-            if served != n:
-                raise RuntimeError(f"publish: the serving copy {cfg.publish.jdbc_table} got {served} rows of {n}")
+            served = serving.export(serving.copies(cfg.publish, recs, similar), cfg.publish, ds)
+            if served[cfg.publish.jdbc_table] != n:
+                raise RuntimeError(f"publish: the serving copy {cfg.publish.jdbc_table} got "
+                                   f"{served[cfg.publish.jdbc_table]} rows of {n}")
         users = recs.select(S.USER).distinct().count()
         untitled = recs.where(F.col(S.TITLE).isNull()).count()
         if untitled:
@@ -275,6 +277,6 @@ def run(cfg: Config, spark: SparkSession, ds: str) -> dict:
         record["read"] = {cfg.table(Table.SCORES): scores.count()}
         record["wrote"] = {cfg.table(Table.RECOMMENDATIONS): n, "users": users}
         if cfg.publish.jdbc_url:
-            record["wrote"][f"serving {cfg.publish.jdbc_table}"] = served
+            record["wrote"].update({f"serving {table}": rows for table, rows in served.items()})
         record["expired"] = retention.expire(cfg, spark, ds)  # retention.*: what no run date needs any more
     return record
