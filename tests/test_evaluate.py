@@ -54,11 +54,23 @@ def test_each_candidates_lists_are_scored_once(spark, monkeypatch):
 
     monkeypatch.setattr(evaluate, "_top", counting_top)
     cfg = EvaluateConfig(k=5, max_users=0)
-    rows = evaluate.evaluate_split(spark, S.VALIDATION, validation, train.select(S.USER_IDX, S.ITEM_IDX),
-                                   {"popularity": evaluate.popularity_factors(train, users)}, n_items, cfg, 64)
+    rows, _ = evaluate.evaluate_split(spark, S.VALIDATION, validation, train.select(S.USER_IDX, S.ITEM_IDX),
+                                      {"popularity": evaluate.popularity_factors(train, users)}, n_items, cfg, 64)
     n_eval = users.join(validation.select(S.USER_IDX).distinct(), S.USER_IDX).count()
     assert next(v for _, _, metric, v in rows if metric == "users") == n_eval
     assert emitted.value == 5 * n_eval  # each evaluated user's 5 items, once
+
+    # beside a champion, the model's lists just measured are reused: the champion's are the only new ones
+    popularity = evaluate.popularity_factors(train, users)
+    rows, kept = evaluate.evaluate_split(spark, S.VALIDATION, validation, train.select(S.USER_IDX, S.ITEM_IDX),
+                                         {"model": popularity}, n_items, cfg, 64, keep="model")
+    compared = {metric: v for _, name, metric, v in evaluate.champion_rows(
+        spark, validation, train.select(S.USER_IDX, S.ITEM_IDX), kept, popularity, cfg, 64)}
+    kept.unpersist()
+    assert emitted.value == 3 * 5 * n_eval  # the model's lists once more (kept), the champion's once
+    ndcg = next(v for _, _, metric, v in rows if metric == "ndcg@5")
+    assert compared["users"] == n_eval and compared["ndcg@5_paired_diff"] == 0.0  # the same lists on both sides
+    assert compared["model_ndcg@5"] == pytest.approx(ndcg) == compared["ndcg@5"]
 
 
 def test_als_fits_with_the_configured_blocks(spark, caplog, monkeypatch):

@@ -144,8 +144,8 @@ def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark, mon
 
     def metrics_with(max_users):
         cand = {"popularity": evaluate.popularity_factors(train, train.select(S.USER_IDX).distinct())}
-        rows = evaluate.evaluate_split(spark, "validation", heldout, seen, cand, n_items,
-                                       EvaluateConfig(max_users=max_users, k=5), 64)
+        rows, _ = evaluate.evaluate_split(spark, "validation", heldout, seen, cand, n_items,
+                                          EvaluateConfig(max_users=max_users, k=5), 64)
         return {metric: value for _, _, metric, value in rows}
 
     exact, everyone = metrics_with(0), metrics_with(10_000)
@@ -157,8 +157,8 @@ def test_sampled_evaluation_is_a_seeded_subset_close_to_the_exact_one(spark, mon
     # theirs still excluded)
     chosen, _ = evaluate.user_sample(heldout.select(S.USER_IDX).distinct(), 100, EvaluateConfig().seed)
     popularity = {"popularity": evaluate.popularity_factors(train, train.select(S.USER_IDX).distinct())}
-    alone = evaluate.evaluate_split(spark, "validation", heldout.join(chosen, S.USER_IDX, "left_semi"), seen,
-                                    popularity, n_items, EvaluateConfig(max_users=0, k=5), 64)
+    alone, _ = evaluate.evaluate_split(spark, "validation", heldout.join(chosen, S.USER_IDX, "left_semi"), seen,
+                                       popularity, n_items, EvaluateConfig(max_users=0, k=5), 64)
     assert {metric: pytest.approx(value, rel=1e-9) for _, _, metric, value in alone} == sampled
     # and none of their lists holds an item they have seen (the items listed are items others of them have seen,
     # so a lost exclusion would show)

@@ -103,8 +103,8 @@ def best_als_implicit(spark: SparkSession, train: DataFrame, validation: DataFra
     best, scores = None, {}
     for reg in regs:
         model = als_model(grid_train, cfg, True, reg)
-        rows = evaluate_split(spark, S.VALIDATION, grid_validation, seen,
-                              {f"als_implicit(reg={reg:g})": als_factors(model)}, n_items, cfg, block)
+        rows, _ = evaluate_split(spark, S.VALIDATION, grid_validation, seen,
+                                 {f"als_implicit(reg={reg:g})": als_factors(model)}, n_items, cfg, block)
         scores[reg] = next(value for _, _, metric, value in rows if metric == f"ndcg@{cfg.k}")
         if best is None or scores[reg] > scores[best[1]]:
             best = (model, reg, [(split, "als_implicit", metric, value) for split, _, metric, value in rows])
@@ -179,20 +179,22 @@ def champion_candidate(spark: SparkSession, cfg: Config, ds: str, store: Artifac
     return {"ds": found, "model": name}, (users, items, layers)
 
 
-def champion_rows(spark: SparkSession, heldout: DataFrame, seen: DataFrame, model: tuple, champion: tuple,
-                  n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
-    """The model and the champion on the same validation users (the evaluated users the champion has factors
-    for), with the same exclusions: each one's NDCG@k there, their per-user difference (model - champion) and
-    its paired standard error, the figures gate.max_drop_vs_published reads."""
+def champion_rows(spark: SparkSession, heldout: DataFrame, seen: DataFrame, model_recs: DataFrame,
+                  champion: tuple, cfg: EvaluateConfig, block: int) -> list[tuple]:
+    """The model (its validation lists from evaluate_split, ``model_recs``) and the champion on the same
+    validation users (the evaluated users the champion has factors for), with the same exclusions: each one's
+    NDCG@k there, their per-user difference (model - champion) and its paired standard error, the figures
+    gate.max_drop_vs_published reads."""
     relevant = relevant_pairs(heldout, cfg)
     eval_users = user_sample(relevant.select(S.USER_IDX).distinct(), cfg.max_users, cfg.seed)[0]
     eval_users = eval_users.join(champion[0].select(S.USER_IDX), S.USER_IDX, "left_semi").cache()
     seen = seen.join(eval_users, S.USER_IDX, "left_semi").cache()
     try:
         relevant = relevant.join(eval_users, S.USER_IDX, "left_semi")
-        recs = [_top(spark, users.join(eval_users, S.USER_IDX, "left_semi"), items, seen, cfg.k, block, *layers)
-                for users, items, *layers in (model, champion)]
-        p = metrics.paired_difference(recs[0], recs[1], relevant, cfg.k)
+        users, items, *layers = champion
+        champion_recs = _top(spark, users.join(eval_users, S.USER_IDX, "left_semi"), items, seen, cfg.k, block, *layers)
+        p = metrics.paired_difference(model_recs.join(eval_users, S.USER_IDX, "left_semi"), champion_recs, relevant,
+                                      cfg.k)
     finally:
         seen.unpersist()
         eval_users.unpersist()
@@ -206,9 +208,11 @@ def champion_rows(spark: SparkSession, heldout: DataFrame, seen: DataFrame, mode
 
 
 def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: DataFrame, candidates: dict,
-                   n_items: int, cfg: EvaluateConfig, block: int) -> list[tuple]:
-    """Ranking metrics of every candidate (name -> (users frame, items pdf[, scoring layers])) on one split."""
-    rows = []
+                   n_items: int, cfg: EvaluateConfig, block: int,
+                   keep: str = "") -> tuple[list[tuple], DataFrame | None]:
+    """Ranking metrics of every candidate (name -> (users frame, items pdf[, scoring layers])) on one split; and
+    the top-k lists of the candidate named ``keep`` (cached: the caller unpersists them), else None."""
+    rows, kept = [], None
     relevant = relevant_pairs(heldout, cfg)
     # cached: every candidate's pass reads the same users, and the exclusions of those users only (else the seeded
     # sample and the grouping of the seen items are computed again for every candidate)
@@ -219,6 +223,8 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
         for name, (users_df, items_pdf, *layers) in candidates.items():
             users_df = users_df.join(eval_users, S.USER_IDX, "left_semi")
             recs = _top(spark, users_df, items_pdf, seen, cfg.k, block, *layers).select(S.USER_IDX, S.ITEM_IDX, S.RANK)
+            if name == keep:
+                recs = kept = recs.cache()
             m = metrics.ranking_metrics(recs, relevant, cfg.k, n_items)
             log.info("evaluate %s %s: NDCG@%d %.4f HR %.4f P %.4f R %.4f MAP %.4f coverage %.3f (%d users)", split,
                      name, cfg.k, m["ndcg"], m["hr"], m["precision"], m["recall"], m["map"], m["coverage"], m["users"])
@@ -229,7 +235,7 @@ def evaluate_split(spark: SparkSession, split: str, heldout: DataFrame, seen: Da
     finally:
         seen.unpersist()
         eval_users.unpersist()
-    return rows
+    return rows, kept
 
 
 def neighbour_rows(split: str, heldout: DataFrame, last: DataFrame, table: DataFrame, n_items: int,
@@ -413,9 +419,13 @@ def evaluate_all(spark: SparkSession, frames: dict, model: tuple, result: dict, 
         todo = {name: c for name, c in candidates.items() if not (done and name == ALS_IMPLICIT)}
         if split == S.TEST and test_model is not None:
             todo["model"] = test_model
-        rows += evaluate_split(spark, split, ranked(heldout), seen, todo, n_items, e, block) + done
-        if split == S.VALIDATION and champion is not None:
-            rows += champion_rows(spark, ranked(heldout), seen, model, champion, n_items, e, block)
+        compare = split == S.VALIDATION and champion is not None
+        split_rows, model_recs = evaluate_split(spark, split, ranked(heldout), seen, todo, n_items, e, block,
+                                                keep="model" if compare else "")
+        rows += split_rows + done
+        if compare:  # the champion beside the model's lists just measured
+            rows += champion_rows(spark, ranked(heldout), seen, model_recs, champion, e, block)
+            model_recs.unpersist()
         seen = seen.unionByName(heldout.select(S.USER_IDX, S.ITEM_IDX))  # test excludes validation too
     if sampled:
         als_train.unpersist()
