@@ -159,6 +159,12 @@ def report(name: str, ev: dict, kind: str, seconds: float) -> None:
             for m in ("model", *BASELINES) if m in val))
     elif "rmse" in val.get("model", {}):
         print(f"validation split: model RMSE {val['model']['rmse']:.4f}")
+    for split, figures in (("test", ev), ("validation", val)):  # similar items: the last train item's neighbours
+        methods = [(name.split(":", 1)[1], figures[name]) for name in sorted(figures) if name.startswith("neighbours:")]
+        if methods:
+            print(f"item-to-item, {split}: " + ", ".join(
+                f"{m} HR@10 {f['hr@10']:.4f} (+-{f.get('hr@10_se', 0):.4f}) NDCG@10 {f['ndcg@10']:.4f} "
+                f"(+-{f.get('ndcg@10_se', 0):.4f})" for m, f in methods))
     if "ndcg@10" in ev.get("model", {}):
         users = ev["model"].get("users")
         print((f"{users:,.0f} users evaluated; " if users else "") + "model / best of (popularity, als_implicit): " +
